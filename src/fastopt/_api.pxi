@@ -1,0 +1,787 @@
+# The Python-facing side of the kernels (included by _kernels.pxi, so compiled per ISA).
+#
+# Every public kernel does, in this order: validate the hyperparameters, validate every array
+# (type, dtype, byte order, C-contiguity, alignment, writeability, shape, overlap), then compute
+# the float64 scalars once and make one GIL-free call to _run.  Nothing is written before every
+# check has passed, so a call that raises leaves all arrays untouched.
+#
+# The checks are C-level (NumPy C-API macros, no attribute lookups): one adam_step on 1-element
+# arrays costs about as much as one np.add(a, b, out=a).
+
+from cpython.object cimport PyObject
+from cpython.number cimport PyIndex_Check, PyNumber_Check
+from cpython.float cimport PyFloat_AsDouble
+from cpython.long cimport PyLong_AsSsize_t
+from libc.stdlib cimport qsort
+
+cdef extern from "math.h":
+    bint isfinite(double) nogil
+
+import os as _os
+
+_CPU_COUNT = _os.cpu_count() or 1
+
+# ------------------------------------------------------------------------------------------------
+# Configuration and thread counts (sklearn's rules: None -> library default, which follows
+# OMP_NUM_THREADS and threadpoolctl; n < 0 counts back from the number of CPUs; 0 is an error).
+# ------------------------------------------------------------------------------------------------
+
+OPENMP = bool(FASTOPT_OPENMP)
+
+
+def cpu_supports(int level):
+    """True when this CPU (and OS) can run ISA level 0 (baseline), 1 (AVX2+FMA), 2 (AVX-512)."""
+    return bool(fastopt_cpu_supports(level))
+
+
+def _get_default_threads():
+    return _default_threads
+
+
+def _set_default_threads(int n):
+    global _default_threads
+    _default_threads = n
+
+
+def _get_serial_threshold():
+    return _serial_threshold
+
+
+def _set_serial_threshold(Py_ssize_t n):
+    global _serial_threshold
+    if n < 0:
+        raise ValueError("serial threshold must be >= 0")
+    _serial_threshold = n
+
+
+cdef int _threads(object n_threads) except -1:
+    cdef Py_ssize_t n
+    if n_threads is None:
+        if not FASTOPT_OPENMP:
+            return 1
+        if _default_threads > 0:
+            return _default_threads
+        return fastopt_omp_max_threads()
+    if isinstance(n_threads, bool) or not PyIndex_Check(n_threads):
+        raise TypeError(f"n_threads must be an integer or None, got {type(n_threads).__name__}")
+    n = PyLong_AsSsize_t(n_threads.__index__())
+    if n == 0:
+        raise ValueError("n_threads must not be 0: use None for the default, "
+                         "a positive count, or a negative one counted back from the CPU count")
+    if n < 0:
+        n = _CPU_COUNT + 1 + n
+        if n < 1:
+            n = 1
+    if not FASTOPT_OPENMP:
+        return 1
+    return <int>n
+
+
+def resolve_n_threads(n_threads=None):
+    """The thread count a kernel called with `n_threads` would use (1 when built without OpenMP)."""
+    return _threads(n_threads)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scalar checks.  Exposed (check_*) so the Python layers validate with the same rules and words.
+# ------------------------------------------------------------------------------------------------
+
+cdef double _real(object x, str name) except? -1.0:
+    if isinstance(x, bool) or not PyNumber_Check(x) or isinstance(x, complex):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    try:
+        return PyFloat_AsDouble(x)
+    except TypeError:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
+
+
+cdef double _nonneg(object x, str name) except? -1.0:
+    cdef double d = _real(x, name)
+    if not (d >= 0.0) or not isfinite(d):
+        raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
+    return d
+
+
+cdef double _beta(object x, str name) except? -1.0:
+    cdef double d = _real(x, name)
+    if not (0.0 <= d < 1.0):
+        raise ValueError(f"{name} must be in [0, 1), got {x!r}")
+    return d
+
+
+cdef Py_ssize_t _step(object step) except -1:
+    cdef Py_ssize_t t
+    if isinstance(step, bool) or not PyIndex_Check(step):
+        raise TypeError(f"step must be an integer >= 1 (the update count, from 1), "
+                        f"got {type(step).__name__}")
+    t = PyLong_AsSsize_t(step.__index__())
+    if t < 1:
+        raise ValueError(f"step must be an integer >= 1 (the update count, from 1), got {t}")
+    return t
+
+
+def check_real(x, name):
+    """Return float(x); TypeError naming `name` unless x is a real number."""
+    return _real(x, name)
+
+
+def check_nonneg(x, name):
+    """Return float(x); ValueError naming `name` unless x is finite and >= 0."""
+    return _nonneg(x, name)
+
+
+def check_beta(x, name):
+    """Return float(x); ValueError naming `name` unless 0 <= x < 1."""
+    return _beta(x, name)
+
+
+def check_step(step):
+    """Return int(step); TypeError/ValueError unless step is an integer >= 1."""
+    return _step(step)
+
+
+# ------------------------------------------------------------------------------------------------
+# Array checks.
+# ------------------------------------------------------------------------------------------------
+
+cdef str _name(tuple names, int i, object suffix):
+    return names[i] if suffix is None else f"{names[i]}[{suffix}]"
+
+
+cdef int _check_array(object obj, tuple names, int i, object suffix, bint writable,
+                      object ref) except -1:
+    """Check operand i of a call (names[i], with "[suffix]" in messages when given).  `ref` is
+    operand 0 (None when obj is operand 0).  Messages are only built on failure."""
+    cdef cnp.ndarray a, r
+    cdef int t
+    if not cnp.PyArray_Check(obj):
+        raise TypeError(f"{_name(names, i, suffix)} must be a numpy.ndarray, "
+                        f"got {type(obj).__name__}")
+    a = <cnp.ndarray>obj
+    t = cnp.PyArray_TYPE(a)
+    if ref is None:
+        if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+            raise TypeError(f"{_name(names, i, suffix)} must have dtype float32 or float64, "
+                            f"got {a.dtype}")
+    else:
+        r = <cnp.ndarray>ref
+        if t != cnp.PyArray_TYPE(r):
+            raise TypeError(f"{_name(names, i, suffix)} has dtype {a.dtype} but "
+                            f"{_name(names, 0, suffix)} has dtype {r.dtype}: "
+                            f"all arrays of one update must share one dtype")
+        if not cnp.PyArray_SAMESHAPE(a, r):
+            raise ValueError(f"{_name(names, i, suffix)} has shape {(<object>a).shape} but "
+                             f"{_name(names, 0, suffix)} has shape {(<object>r).shape}: "
+                             f"all arrays of one update must share one shape")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{_name(names, i, suffix)} must be in native byte order, "
+                        f"got dtype {a.dtype.str}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{_name(names, i, suffix)} must be C-contiguous: fastopt updates arrays "
+                         f"in place and never works on a copy; make the array contiguous once "
+                         f"and keep using that array")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(f"{_name(names, i, suffix)} must be aligned to its itemsize "
+                         f"({a.itemsize} bytes)")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{_name(names, i, suffix)} is read-only, but it is updated in place")
+    return 0
+
+
+cdef int _fill_seg(Seg* s, tuple names, int n, object o0, object o1, object o2=None,
+                   object o3=None, object o4=None, int optional=0, object suffix=None) except -1:
+    """Check the n operands of one update and fill segment s.  o0 is written, o1 read-only,
+    o2.. written.  Slot i may be None when bit i of `optional` is set; a None slot repeats o0's
+    pointer and is never touched by the kernel."""
+    cdef PyObject* ops[MAX_OPS]
+    cdef bint present[MAX_OPS]
+    cdef Py_ssize_t nbytes
+    cdef int i, j
+    ops[0] = <PyObject*>o0; ops[1] = <PyObject*>o1; ops[2] = <PyObject*>o2
+    ops[3] = <PyObject*>o3; ops[4] = <PyObject*>o4
+    _check_array(o0, names, 0, suffix, True, None)
+    for i in range(1, MAX_OPS):
+        present[i] = i < n and <object>ops[i] is not None
+        if i < n and not present[i] and not (optional >> i) & 1:
+            _check_array(None, names, i, suffix, False, o0)  # raises the TypeError for None
+        if present[i]:
+            _check_array(<object>ops[i], names, i, suffix, i != 1, o0)
+    present[0] = True
+    s.n = cnp.PyArray_SIZE(<cnp.ndarray>o0)
+    s.isz = cnp.PyArray_ITEMSIZE(<cnp.ndarray>o0)
+    for i in range(MAX_OPS):
+        s.a[i] = <char*>cnp.PyArray_DATA(<cnp.ndarray>(<object>ops[i] if present[i] else o0))
+    nbytes = s.n * s.isz
+    if nbytes > 0:
+        for i in range(n):
+            for j in range(i + 1, n):
+                if (present[i] and present[j] and s.a[i] < s.a[j] + nbytes
+                        and s.a[j] < s.a[i] + nbytes):
+                    raise ValueError(f"{_name(names, i, suffix)} and {_name(names, j, suffix)} "
+                                     f"overlap in memory: each array of an update must be its "
+                                     f"own buffer")
+    return 0
+
+
+cdef class _Table:
+    """A malloc'ed segment table for the multi-array kernels (freed with the object)."""
+    cdef Seg* segs
+    cdef Py_ssize_t n
+
+    def __cinit__(self, Py_ssize_t n):
+        self.n = n
+        self.segs = <Seg*>malloc(max(n, 1) * sizeof(Seg))
+        if self.segs == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.segs)
+
+
+cdef _Table _fill_table(tuple names, tuple lists, int optional=0):
+    """Check the operands of k updates (lists[i][k] is operand i of update k; an optional
+    operand's list may be None) and fill a segment table.  Raises before anything is written."""
+    cdef Py_ssize_t k, off = 0, n
+    cdef int i, nops = len(lists)
+    cdef _Table tab
+    for i in range(nops):
+        if lists[i] is not None and not isinstance(lists[i], (list, tuple)):
+            raise TypeError(f"{names[i]}s must be a list or tuple of arrays, "
+                            f"got {type(lists[i]).__name__}")
+    n = len(lists[0])
+    for i in range(1, nops):
+        if lists[i] is not None and len(lists[i]) != n:
+            raise ValueError(f"{names[i]}s has {len(lists[i])} arrays but {names[0]}s has {n}")
+    l0 = lists[0]; l1 = lists[1]
+    l2 = lists[2] if nops > 2 else None
+    l3 = lists[3] if nops > 3 else None
+    l4 = lists[4] if nops > 4 else None
+    tab = _Table(n)
+    for k in range(n):
+        _fill_seg(&tab.segs[k], names, nops, l0[k], l1[k],
+                  l2[k] if l2 is not None else None, l3[k] if l3 is not None else None,
+                  l4[k] if l4 is not None else None, optional, k)
+        tab.segs[k].start = off
+        off += tab.segs[k].n
+    if n > 1:
+        _check_disjoint(tab, names, lists)
+    return tab
+
+
+ctypedef struct Interval:
+    uintptr_t lo, hi
+    int op         # operand index
+    Py_ssize_t k   # array index
+
+
+cdef int _cmp_interval(const void* a, const void* b) noexcept nogil:
+    cdef uintptr_t x = (<const Interval*>a).lo, y = (<const Interval*>b).lo
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef int _check_disjoint(_Table tab, tuple names, tuple lists) except -1:
+    """Across the arrays of a multi call, no written buffer may overlap another buffer (two
+    read-only gradients may).  Sort all intervals by start and sweep: O(N log N) in C."""
+    cdef Py_ssize_t k, nb, cnt = 0, q
+    cdef int i, nops = len(lists)
+    cdef Interval* iv = <Interval*>malloc(max(tab.n * nops, 1) * sizeof(Interval))
+    cdef Interval last_w, last_any
+    cdef bint have_w = False, have_any = False
+    cdef Interval* bad = NULL
+    cdef Interval* other = NULL
+    if iv == NULL:
+        raise MemoryError()
+    try:
+        for k in range(tab.n):
+            nb = tab.segs[k].n * tab.segs[k].isz
+            if nb == 0:
+                continue
+            for i in range(nops):
+                if lists[i] is None or lists[i][k] is None:
+                    continue
+                iv[cnt].lo = <uintptr_t>tab.segs[k].a[i]
+                iv[cnt].hi = iv[cnt].lo + <uintptr_t>nb
+                iv[cnt].op = i
+                iv[cnt].k = k
+                cnt += 1
+        qsort(iv, cnt, sizeof(Interval), _cmp_interval)
+        for q in range(cnt):
+            # a written interval clashes with anything before it that reaches past its start;
+            # a read-only one only with written ones
+            if iv[q].op != 1 and have_any and iv[q].lo < last_any.hi:
+                bad = &iv[q]; other = &last_any
+                break
+            if have_w and iv[q].lo < last_w.hi:
+                bad = &iv[q]; other = &last_w
+                break
+            if not have_any or iv[q].hi > last_any.hi:
+                last_any = iv[q]; have_any = True
+            if iv[q].op != 1 and (not have_w or iv[q].hi > last_w.hi):
+                last_w = iv[q]; have_w = True
+        if bad != NULL:
+            raise ValueError(f"{names[other.op]}[{other.k}] and {names[bad.op]}[{bad.k}] overlap "
+                             f"in memory: each array of an update must be its own buffer")
+    finally:
+        free(iv)
+    return 0
+
+
+cdef inline void _call(int kid, Seg* segs, Py_ssize_t nseg, Hyper* h, int nt):
+    with nogil:
+        _run(kid, segs, nseg, h, nt)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hyperparameter set-up, one function per rule, shared by the single- and multi-array entry points.
+# Each validates, fills the Hyper scalars (float64) and returns the kernel id.
+# ------------------------------------------------------------------------------------------------
+
+cdef void _zero(Hyper* h) noexcept:
+    h.lr = 0; h.sign = 1; h.wd = 0; h.decay = 1; h.b1 = 0; h.omb1 = 1; h.b2 = 0; h.omb2 = 1
+    h.c2 = 1; h.eps_in = 0; h.eps_out = 0; h.damp1 = 1; h.mom = 0
+
+
+cdef int _sgd_hyper(Hyper* h, object lr, object weight_decay, bint maximize) except -1:
+    _zero(h)
+    h.lr = _nonneg(lr, "lr")
+    h.wd = _nonneg(weight_decay, "weight_decay")
+    h.sign = -1.0 if maximize else 1.0
+    return K_SGD | (O_L2 if h.wd != 0 else 0)
+
+
+cdef int _momentum_hyper(Hyper* h, object lr, object beta, object dampening, bint nesterov,
+                         object weight_decay, bint maximize) except -1:
+    cdef double damp
+    _sgd_hyper(h, lr, weight_decay, maximize)
+    h.b1 = _beta(beta, "beta")
+    if dampening is None:
+        damp = h.b1
+    else:
+        damp = _real(dampening, "dampening")
+        if not (0.0 <= damp <= 1.0):
+            raise ValueError(f"dampening must be in [0, 1] or None, got {dampening!r}")
+    h.damp1 = 1.0 - damp
+    return K_MOMENTUM | (O_L2 if h.wd != 0 else 0) | (O_NESTEROV if nesterov else 0)
+
+
+cdef int _rmsprop_hyper(Hyper* h, object lr, object beta, object eps, bint eps_inside_sqrt,
+                        object weight_decay, bint centered, object momentum,
+                        bint maximize) except -1:
+    cdef double e
+    _sgd_hyper(h, lr, weight_decay, maximize)
+    h.b1 = _beta(beta, "beta")
+    h.omb1 = 1.0 - h.b1
+    e = _nonneg(eps, "eps")
+    if eps_inside_sqrt:
+        h.eps_in = e
+    else:
+        h.eps_out = e
+    h.mom = _nonneg(momentum, "momentum")
+    return (K_RMSPROP | (O_L2 if h.wd != 0 else 0) | (O_CENTERED if centered else 0)
+            | (O_MOMENTUM if h.mom > 0 else 0))
+
+
+cdef int _adam_hyper(Hyper* h, object step, object lr, object beta1, object beta2, object eps,
+                     bint eps_inside_sqrt, object weight_decay, bint decoupled_weight_decay,
+                     bint amsgrad, bint maximize) except -1:
+    cdef Py_ssize_t t = _step(step)
+    cdef double lr_, wd, e
+    _zero(h)
+    lr_ = _nonneg(lr, "lr")
+    h.b1 = _beta(beta1, "beta1")
+    h.b2 = _beta(beta2, "beta2")
+    e = _nonneg(eps, "eps")
+    wd = _nonneg(weight_decay, "weight_decay")
+    h.sign = -1.0 if maximize else 1.0
+    h.omb1 = 1.0 - h.b1
+    h.omb2 = 1.0 - h.b2
+    # Bias corrections and the step size in float64, once per call (never per element).
+    h.lr = lr_ / (1.0 - pow(h.b1, <double>t))
+    h.c2 = 1.0 / (1.0 - pow(h.b2, <double>t))
+    if eps_inside_sqrt:
+        h.eps_in = e
+    else:
+        h.eps_out = e
+    if decoupled_weight_decay:
+        h.decay = 1.0 - lr_ * wd
+    else:
+        h.wd = wd
+    return K_ADAM | (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if amsgrad else 0)
+
+
+cdef int _ewa_hyper(Hyper* h, object beta) except -1:
+    _zero(h)
+    h.b1 = _beta(beta, "beta")
+    h.omb1 = 1.0 - h.b1
+    return K_EWA
+
+
+_ADAM_NAMES = ("param", "grad", "m", "v", "v_max")
+_RMSPROP_NAMES = ("param", "grad", "sq_avg", "grad_avg", "momentum_buf")
+cdef enum:
+    _OPT3 = 8    # operand slot 3 may be None
+    _OPT4 = 16   # operand slot 4 may be None
+
+
+# ------------------------------------------------------------------------------------------------
+# Public single-array kernels.
+# ------------------------------------------------------------------------------------------------
+
+_NOTE = """
+    All arrays: float32 or float64 (one dtype per call), any shape (one shape per call, treated
+    as flat), C-contiguous, aligned, in native byte order, each its own buffer.  `grad` may be
+    read-only; the other arrays are updated in place.  The function returns None.
+
+    Scalars (bias corrections, step sizes) are computed once per call in float64 and rounded to
+    the array dtype.  NaN and Inf in `grad` are not checked: they propagate through the formula to
+    the parameter and the state, as in PyTorch.  Results are bitwise identical for every
+    `n_threads`.
+
+    Raises TypeError (not an ndarray, unsupported or mixed dtypes) or ValueError (shape mismatch,
+    non-contiguous or read-only array, overlapping arrays, hyperparameter out of range) before any
+    array is written.
+"""
+
+
+def sgd_step(param, grad, *, lr, weight_decay=0.0, maximize=False, n_threads=None):
+    cdef Hyper h
+    cdef Seg s
+    cdef int kid = _sgd_hyper(&h, lr, weight_decay, maximize)
+    _fill_seg(&s, ("param", "grad"), 2, param, grad)
+    s.start = 0
+    _call(kid, &s, 1, &h, _threads(n_threads))
+
+
+sgd_step.__doc__ = """Plain (mini-batch) gradient descent, in place.
+
+    .. math::
+        g \\leftarrow \\pm\\,\\mathrm{grad} + \\lambda\\,\\theta \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, g
+
+    Parameters
+    ----------
+    param : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0, the learning rate eta.
+    weight_decay : float >= 0, L2 coefficient lambda added to the gradient (the course's
+        ``(lambda/m) W`` term; PyTorch SGD's ``weight_decay``).
+    maximize : bool, ascend instead of descend (g = -grad).
+    n_threads : int or None, None for the library default (see ``fastopt.set_num_threads``).
+""" + _NOTE
+
+
+def momentum_step(param, grad, velocity, *, lr, beta=0.9, dampening=None, nesterov=False,
+                  weight_decay=0.0, maximize=False, n_threads=None):
+    cdef Hyper h
+    cdef Seg s
+    cdef int kid = _momentum_hyper(&h, lr, beta, dampening, nesterov, weight_decay, maximize)
+    _fill_seg(&s, ("param", "grad", "velocity"), 3, param, grad, velocity)
+    s.start = 0
+    _call(kid, &s, 1, &h, _threads(n_threads))
+
+
+momentum_step.__doc__ = """Gradient descent with momentum, in place.
+
+    .. math::
+        v \\leftarrow \\beta v + (1 - d)\\, g \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, v
+        \\quad(\\text{nesterov: } \\theta \\leftarrow \\theta - \\eta\\,(g + \\beta v))
+
+    where g is the gradient (negated when maximizing, plus ``weight_decay * param``).
+
+    Conventions: ``dampening=None`` (default) means d = beta, the course's exponentially weighted
+    average ``v = beta v + (1 - beta) dW``.  ``dampening=0`` is heavy-ball momentum
+    ``v = beta v + g``, as PyTorch's SGD once its buffer exists (PyTorch's first step sets
+    ``v = g``; ``fastopt.SGD`` reproduces that by passing ``dampening=0`` on its first step).
+    Keras' ``v = mu v - lr g`` is the same trajectory as ``dampening=0`` with the lr folded in.
+
+    Parameters
+    ----------
+    param, velocity : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   beta : float in [0, 1).   dampening : float in [0, 1] or None.
+    nesterov : bool.   weight_decay : float >= 0 (L2, added to the gradient).   maximize : bool.
+    n_threads : int or None.
+""" + _NOTE
+
+
+def rmsprop_step(param, grad, sq_avg, *, lr, beta=0.9, eps=1e-8, eps_inside_sqrt=False,
+                 weight_decay=0.0, centered=False, grad_avg=None, momentum=0.0,
+                 momentum_buf=None, maximize=False, n_threads=None):
+    cdef Hyper h
+    cdef Seg s
+    cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
+                                  momentum, maximize)
+    _rmsprop_state_args(centered, grad_avg, h.mom > 0, momentum_buf, "")
+    _fill_seg(&s, _RMSPROP_NAMES, 5, param, grad, sq_avg, grad_avg, momentum_buf, _OPT3 | _OPT4)
+    s.start = 0
+    _call(kid, &s, 1, &h, _threads(n_threads))
+
+
+cdef int _rmsprop_state_args(bint centered, object grad_avg, bint use_momentum,
+                             object momentum_buf, str s) except -1:
+    if centered and grad_avg is None:
+        raise ValueError(f"centered=True needs grad_avg{s} (an array like param, zero at start)")
+    if not centered and grad_avg is not None:
+        raise ValueError(f"grad_avg{s} is only used with centered=True")
+    if use_momentum and momentum_buf is None:
+        raise ValueError(f"momentum > 0 needs momentum_buf{s} (an array like param, zero at start)")
+    if not use_momentum and momentum_buf is not None:
+        raise ValueError(f"momentum_buf{s} is only used with momentum > 0")
+    return 0
+
+
+rmsprop_step.__doc__ = """RMSprop, in place.
+
+    .. math::
+        s \\leftarrow \\beta s + (1-\\beta)\\, g^2 \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, \\frac{g}{\\sqrt{s} + \\epsilon}
+
+    - ``eps_inside_sqrt=False`` (default): denominator ``sqrt(sq_avg) + eps`` (PyTorch).
+      ``eps_inside_sqrt=True``: ``sqrt(sq_avg + eps)`` (the course slides, Keras).
+    - ``centered=True``: ``grad_avg <- beta grad_avg + (1 - beta) g`` and ``sq_avg - grad_avg**2``
+      goes under the root (PyTorch ``centered``); needs ``grad_avg``.
+    - ``momentum > 0``: ``momentum_buf <- momentum momentum_buf + g/denom`` and
+      ``param -= lr momentum_buf`` (PyTorch); needs ``momentum_buf``.
+    - g is the gradient, negated when maximizing, plus ``weight_decay * param`` (L2).
+
+    Defaults: beta (PyTorch's ``alpha``, Keras' ``rho``) is 0.9 as in the course and Keras;
+    PyTorch's default is 0.99.
+
+    Parameters
+    ----------
+    param, sq_avg, grad_avg, momentum_buf : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   beta : float in [0, 1).   eps : float >= 0.
+    n_threads : int or None.
+""" + _NOTE
+
+
+def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              eps_inside_sqrt=False, weight_decay=0.0, decoupled_weight_decay=False,
+              amsgrad=False, v_max=None, maximize=False, n_threads=None):
+    cdef Hyper h
+    cdef Seg s
+    cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
+                               decoupled_weight_decay, amsgrad, maximize)
+    _adam_state_args(amsgrad, v_max, "")
+    _fill_seg(&s, _ADAM_NAMES, 5, param, grad, m, v, v_max, _OPT4)
+    s.start = 0
+    _call(kid, &s, 1, &h, _threads(n_threads))
+
+
+cdef int _adam_state_args(bint amsgrad, object v_max, str s) except -1:
+    if amsgrad and v_max is None:
+        raise ValueError(f"amsgrad=True needs v_max{s} (an array like param, zero at start)")
+    if not amsgrad and v_max is not None:
+        raise ValueError(f"v_max{s} is only used with amsgrad=True")
+    return 0
+
+
+adam_step.__doc__ = """Adam (and AdamW, AMSGrad), in place.
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1-\\beta_1) g \\qquad
+        v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2 \\\\
+        \\hat m = \\frac{m}{1-\\beta_1^t} \\qquad \\hat v = \\frac{v}{1-\\beta_2^t} \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\,\\frac{\\hat m}{\\sqrt{\\hat v} + \\epsilon}
+
+    - ``eps_inside_sqrt=False`` (default): ``sqrt(v_hat) + eps``, as the course's programming
+      assignment, the Adam paper and ``torch.optim.Adam`` (Keras' "epsilon hat" differs by a
+      factor ``sqrt(1 - beta2**t)`` on eps).  ``eps_inside_sqrt=True``: ``sqrt(v_hat + eps)``,
+      as the course slides (optax's ``eps_root``).
+    - ``weight_decay`` with ``decoupled_weight_decay=False``: L2, ``g += weight_decay * param``
+      (``torch.optim.Adam``).  With ``decoupled_weight_decay=True``:
+      ``param *= 1 - lr * weight_decay`` before the update (``torch.optim.AdamW``).
+    - ``amsgrad=True``: ``v_max <- max(v_max, v)`` on the raw ``v``, then bias-corrected and used
+      in place of ``v`` (PyTorch's form); needs ``v_max``.
+    - ``maximize=True``: g = -grad.
+
+    Parameters
+    ----------
+    param, m, v, v_max : ndarray, updated in place (m, v, v_max start at zero).
+    grad : ndarray, read only.
+    step : int >= 1, the number of this update (t above), counted from 1.
+    lr : float >= 0.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
+    n_threads : int or None.
+""" + _NOTE
+
+
+def ewa_update(avg, value, *, beta, n_threads=None):
+    cdef Hyper h
+    cdef Seg s
+    cdef int kid = _ewa_hyper(&h, beta)
+    _fill_seg(&s, ("avg", "value"), 2, avg, value)
+    s.start = 0
+    _call(kid, &s, 1, &h, _threads(n_threads))
+
+
+ewa_update.__doc__ = """One step of an exponentially weighted average, in place.
+
+    .. math::
+        \\mathrm{avg} \\leftarrow \\beta\\,\\mathrm{avg} + (1-\\beta)\\,\\mathrm{value}
+
+    Starting from ``avg = 0`` this averages over about ``1 / (1 - beta)`` values; divide by
+    ``1 - beta**t`` (``fastopt.debias``) to remove the start-up bias.
+
+    Parameters
+    ----------
+    avg : ndarray, updated in place.   value : ndarray, read only (may be read-only).
+    beta : float in [0, 1).   n_threads : int or None.
+""" + _NOTE.replace("`grad`", "`value`")
+
+
+def same_traffic_step(written, value, *state, n_threads=None):
+    """The same-traffic reference kernel (benchmarks only).
+
+    Reads `value` and every written array, and writes ``x += value`` to `written` and each array
+    in `state`: the same bytes an update with that many written arrays moves (Adam: written=param,
+    state=(m, v) -> 4 reads, 3 writes), with trivial arithmetic, through the same driver (threads,
+    64-byte peeling).  A kernel's time divided by this one's is how close it runs to the memory
+    limit.
+    """
+    cdef Hyper h
+    cdef Seg s
+    cdef int n_rw = 1 + len(state)
+    if n_rw > 4:
+        raise ValueError("same_traffic_step takes at most 3 state arrays")
+    _zero(&h)
+    _fill_seg(&s, ("written", "value", "state[0]", "state[1]", "state[2]"), 1 + n_rw,
+              written, value, state[0] if n_rw > 1 else None, state[1] if n_rw > 2 else None,
+              state[2] if n_rw > 3 else None)
+    s.start = 0
+    _call(K_TRAFFIC + n_rw, &s, 1, &h, _threads(n_threads))
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-array entry points: one native call for a list of arrays (used by the optimizer classes).
+# Threads are balanced over the total element count, not over arrays.  Arrays in one call may
+# differ in shape and dtype; within each index k the operands share shape and dtype.
+# ------------------------------------------------------------------------------------------------
+
+def sgd_step_multi(list params, list grads, *, lr, weight_decay=0.0, maximize=False,
+                   n_threads=None):
+    """`sgd_step` over lists of arrays in one call (same result as a loop of sgd_step calls)."""
+    cdef Hyper h
+    cdef int kid = _sgd_hyper(&h, lr, weight_decay, maximize)
+    cdef _Table t = _fill_table(("param", "grad"), (params, grads))
+    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+
+
+def momentum_step_multi(list params, list grads, list velocities, *, lr, beta=0.9,
+                        dampening=None, nesterov=False, weight_decay=0.0, maximize=False,
+                        n_threads=None):
+    """`momentum_step` over lists of arrays in one call."""
+    cdef Hyper h
+    cdef int kid = _momentum_hyper(&h, lr, beta, dampening, nesterov, weight_decay, maximize)
+    cdef _Table t = _fill_table(("param", "grad", "velocity"), (params, grads, velocities))
+    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+
+
+def rmsprop_step_multi(list params, list grads, list sq_avgs, *, lr, beta=0.9, eps=1e-8,
+                       eps_inside_sqrt=False, weight_decay=0.0, centered=False, grad_avgs=None,
+                       momentum=0.0, momentum_bufs=None, maximize=False, n_threads=None):
+    """`rmsprop_step` over lists of arrays in one call."""
+    cdef Hyper h
+    cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
+                                  momentum, maximize)
+    cdef _Table t
+    _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
+    t = _fill_table(_RMSPROP_NAMES, (params, grads, sq_avgs, grad_avgs, momentum_bufs),
+                    _OPT3 | _OPT4)
+    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+
+
+def adam_step_multi(list params, list grads, list ms, list vs, *, step, lr=1e-3, beta1=0.9,
+                    beta2=0.999, eps=1e-8, eps_inside_sqrt=False, weight_decay=0.0,
+                    decoupled_weight_decay=False, amsgrad=False, v_maxs=None, maximize=False,
+                    n_threads=None):
+    """`adam_step` over lists of arrays in one call."""
+    cdef Hyper h
+    cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
+                               decoupled_weight_decay, amsgrad, maximize)
+    cdef _Table t
+    _adam_state_args(amsgrad, v_maxs, "s")
+    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), _OPT4)
+    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+
+
+def ewa_update_multi(list avgs, list values, *, beta, n_threads=None):
+    """`ewa_update` over lists of arrays in one call."""
+    cdef Hyper h
+    cdef int kid = _ewa_hyper(&h, beta)
+    cdef _Table t = _fill_table(("avg", "value"), (avgs, values))
+    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+
+
+# ------------------------------------------------------------------------------------------------
+# EWA of a series (a scan along one axis): the data layer is 2-D (T steps x K series) with any
+# strides, so callers pass views, never copies of an output.
+# ------------------------------------------------------------------------------------------------
+
+cdef void _scan(const floating* x, Py_ssize_t xt, Py_ssize_t xk, floating* y, Py_ssize_t yt,
+                Py_ssize_t yk, Py_ssize_t T, Py_ssize_t k0, Py_ssize_t k1, floating beta,
+                floating omb, const floating* corr, floating* avg) noexcept nogil:
+    """Scan columns [k0, k1): avg <- beta avg + (1-beta) x[t]; y[t] = avg (/ corr[t])."""
+    cdef Py_ssize_t t, k
+    cdef floating a
+    if xt == 1 or k1 - k0 == 1:
+        # each series contiguous (or just one): one series at a time
+        for k in range(k0, k1):
+            a = 0
+            for t in range(T):
+                a = _ewa_elem(a, x[t * xt + k * xk], beta, omb)
+                y[t * yt + k * yk] = a / corr[t] if corr != NULL else a
+    else:
+        # series side by side: a row of running averages, vectorised across the series
+        for k in range(k0, k1):
+            avg[k] = 0
+        for t in range(T):
+            for k in range(k0, k1):
+                avg[k] = _ewa_elem(avg[k], x[t * xt + k * xk], beta, omb)
+                y[t * yt + k * yk] = avg[k] / corr[t] if corr != NULL else avg[k]
+
+
+cdef void _scan_all(const floating* x, Py_ssize_t xt, Py_ssize_t xk, floating* y,
+                    Py_ssize_t yt, Py_ssize_t yk, Py_ssize_t T, Py_ssize_t K, double beta,
+                    bint bias_correction, int nt) noexcept nogil:
+    cdef floating* corr = NULL
+    cdef floating* avg = <floating*>malloc(max(K, 1) * sizeof(floating))
+    cdef Py_ssize_t t, c, nc
+    if bias_correction:
+        corr = <floating*>malloc(max(T, 1) * sizeof(floating))
+        for t in range(T):
+            corr[t] = <floating>(1.0 - pow(beta, <double>(t + 1)))
+    nc = nt if (nt > 1 and T * K >= _serial_threshold and K > 1) else 1
+    if nc > K:
+        nc = K
+    if nc == 1:
+        _scan(x, xt, xk, y, yt, yk, T, 0, K, <floating>beta, <floating>(1.0 - beta), corr, avg)
+    else:
+        for c in prange(nc, num_threads=nc, schedule="static"):
+            _scan(x, xt, xk, y, yt, yk, T, (K * c) // nc, (K * (c + 1)) // nc,
+                  <floating>beta, <floating>(1.0 - beta), corr, avg)
+    free(avg)
+    free(corr)
+
+
+def _ewa_scan(cnp.ndarray x, cnp.ndarray y, beta, bint bias_correction, n_threads=None):
+    """Private: x, y are 2-D (T, K) views of one dtype; y[t, k] gets the EWA of x[:t+1, k]."""
+    cdef double b = _beta(beta, "beta")
+    cdef int nt = _threads(n_threads)
+    cdef Py_ssize_t isz = x.itemsize
+    cdef Py_ssize_t T = x.shape[0], K = x.shape[1]
+    cdef Py_ssize_t xt = x.strides[0] // isz, xk = x.strides[1] // isz
+    cdef Py_ssize_t yt = y.strides[0] // isz, yk = y.strides[1] // isz
+    if x.dtype != y.dtype or x.ndim != 2 or y.ndim != 2 or y.shape[0] != T or y.shape[1] != K:
+        raise ValueError("_ewa_scan: x and y must be 2-D views of one shape and dtype")
+    if T == 0 or K == 0:
+        return
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        with nogil:
+            _scan_all(<const float*>cnp.PyArray_DATA(x), xt, xk, <float*>cnp.PyArray_DATA(y),
+                      yt, yk, T, K, b, bias_correction, nt)
+    else:
+        with nogil:
+            _scan_all(<const double*>cnp.PyArray_DATA(x), xt, xk, <double*>cnp.PyArray_DATA(y),
+                      yt, yk, T, K, b, bias_correction, nt)

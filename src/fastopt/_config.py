@@ -1,0 +1,78 @@
+"""Threads and build configuration: ``set_num_threads``, ``get_num_threads``, ``show_config``.
+
+Thread-count rules (as scikit-learn's ``_openmp_effective_n_threads``):
+
+* ``n_threads=None`` in a kernel means the library default: the count set with
+  :func:`set_num_threads`, or else what OpenMP would use (``omp_get_max_threads()``), which follows
+  ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
+* a negative count counts back from the number of CPUs (-1: all of them); 0 is an error.
+* a build without OpenMP always uses 1 thread.
+
+Results never depend on the thread count: the updates are element-wise and bitwise reproducible.
+"""
+
+import platform
+
+import numpy as np
+
+from . import _build_info, _dispatch
+from ._version import __version__
+
+
+def _loaded_modules():
+    return [_dispatch.load(level) for level in _dispatch.available()]
+
+
+def set_num_threads(n):
+    """Set the library's default thread count (None: back to following OpenMP's settings)."""
+    if n is None:
+        value = 0
+    else:
+        value = _dispatch.kernels.resolve_n_threads(n)
+    for mod in _loaded_modules():
+        mod._set_default_threads(value)
+
+
+def get_num_threads():
+    """The thread count a kernel called with ``n_threads=None`` uses now."""
+    return _dispatch.kernels.resolve_n_threads(None)
+
+
+def get_serial_threshold():
+    """Element count below which a kernel call runs on one thread."""
+    return _dispatch.kernels._get_serial_threshold()
+
+
+def set_serial_threshold(n):
+    """Change the serial threshold (for measuring it; the default is the measured value)."""
+    for mod in _loaded_modules():
+        mod._set_serial_threshold(int(n))
+
+
+def show_config(print_=True):
+    """Print (unless ``print_=False``) and return the build and runtime configuration as a dict."""
+    cfg = {
+        "version": __version__,
+        "isa_available": _dispatch.available(),
+        "isa_built": [lv for lv in _dispatch.LEVELS if _dispatch._built(lv)],
+        "isa_in_use": _dispatch.ISA,
+        "openmp": bool(_dispatch.kernels.OPENMP),
+        "num_threads": get_num_threads(),
+        "serial_threshold": get_serial_threshold(),
+        "compiler_flags": _build_info.ISA_FLAGS.get(_dispatch.ISA, ""),
+        "numpy_version": np.__version__,
+        "machine": platform.machine(),
+    }
+    if print_:
+        print(config_line(cfg))
+    return cfg
+
+
+def config_line(cfg=None):
+    """One line summarising show_config(), printed at the top of benchmark output."""
+    cfg = cfg or show_config(print_=False)
+    omp = "on" if cfg["openmp"] else "OFF (serial build)"
+    return (f"fastopt {cfg['version']} | ISA {cfg['isa_in_use']} (available: "
+            f"{', '.join(cfg['isa_available'])}) | OpenMP {omp}, {cfg['num_threads']} threads | "
+            f"serial below {cfg['serial_threshold']} elements | flags: {cfg['compiler_flags']} | "
+            f"numpy {cfg['numpy_version']}")

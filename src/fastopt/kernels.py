@@ -1,0 +1,150 @@
+"""The public in-place kernels.
+
+``sgd_step``, ``momentum_step``, ``rmsprop_step``, ``adam_step`` and ``ewa_update`` are the
+functions of the kernels build chosen for this CPU (``fastopt._dispatch``).  Their argument checks
+live in C (``_api.pxi``) rather than here: a Python-level check of four arrays costs more than the
+whole update of a small array, and one ``adam_step`` on 1-element arrays must cost no more than one
+``np.add(a, b, out=a)``.
+
+``ewa`` (a whole series) and ``debias`` return new arrays; their set-up is Python, their loop is C.
+"""
+
+import operator
+
+import numpy as np
+
+from ._dispatch import kernels as _k
+
+sgd_step = _k.sgd_step
+momentum_step = _k.momentum_step
+rmsprop_step = _k.rmsprop_step
+adam_step = _k.adam_step
+ewa_update = _k.ewa_update
+same_traffic_step = _k.same_traffic_step
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_float_array(x, name):
+    a = np.asarray(x)
+    if a.dtype in _FLOATS:
+        return a
+    if a.dtype.kind in "biu":
+        return a.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers (float32/float64, or integers, which are "
+                    f"converted to float64), got dtype {a.dtype}")
+
+
+def _check_out(out, shape, dtype):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+
+
+def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
+    r"""Exponentially weighted average of a series, scanned along `axis`.
+
+    .. math::
+        v_0 = 0, \qquad v_t = \beta v_{t-1} + (1-\beta)\,\theta_t, \qquad
+        \text{out}_t = \frac{v_t}{1-\beta^t} \ (\text{bias\_correction}) \text{ or } v_t
+
+    It averages over about ``1 / (1 - beta)`` values.  With bias correction it equals pandas'
+    ``Series.ewm(alpha=1 - beta, adjust=True).mean()``; the debiased average of a constant series is
+    that constant.  For N-D input every 1-D slice along `axis` is an independent series (the scan is
+    vectorised and threaded across them).
+
+    Parameters
+    ----------
+    series : array_like of real numbers.  float32 stays float32; integers become float64.
+    beta : float in [0, 1).
+    bias_correction : bool, divide v_t by 1 - beta**t (t counts from 1; computed in float64).
+    axis : int, the axis that holds the steps t.
+    out : ndarray, optional, same shape and dtype as the result; may be `series` itself.
+
+    Returns
+    -------
+    ndarray, the averages, the same shape as `series`.
+
+    Examples
+    --------
+    >>> import fastopt
+    >>> fastopt.ewa([1.0, 1.0, 1.0], beta=0.9)
+    array([1., 1., 1.])
+    >>> fastopt.ewa([1.0, 1.0], beta=0.9, bias_correction=False)
+    array([0.1 , 0.19])
+    """
+    x = _as_float_array(series, "series")
+    _k.check_beta(beta, "beta")
+    if x.ndim == 0:
+        raise ValueError("series must have at least one dimension")
+    ax = _normalize_axis(axis, x.ndim)
+    if out is None:
+        res = np.empty(x.shape, dtype=x.dtype)
+    else:
+        _check_out(out, x.shape, x.dtype)
+        if np.shares_memory(out, x) and not (out.__array_interface__["data"][0]
+                                             == x.__array_interface__["data"][0]
+                                             and out.strides == x.strides):
+            raise ValueError("out overlaps series without being the same array")
+        res = out
+    x2 = np.moveaxis(x, ax, 0)
+    x2 = x2.reshape(x2.shape[0], -1)             # a copy only of the (read-only) input, if needed
+    r = np.moveaxis(res, ax, 0)
+    try:
+        r2 = r.reshape(r.shape[0], -1, copy=False)
+    except ValueError:                            # `out` has a layout a 2-D view cannot express:
+        r2 = None                                 # scan into a fresh array, then copy into out
+    if r2 is None:
+        tmp = np.empty(x2.shape, dtype=x.dtype)
+        _k._ewa_scan(x2, tmp, beta, bool(bias_correction))
+        r[...] = tmp.reshape(r.shape)
+    else:
+        _k._ewa_scan(x2, r2, beta, bool(bias_correction))
+    return res
+
+
+def _normalize_axis(axis, ndim):
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"axis {axis} is out of range for an array of {ndim} dimension(s)")
+    return ax % ndim
+
+
+def debias(avg, *, beta, step, out=None):
+    r"""Bias-corrected average: ``avg / (1 - beta**step)``.
+
+    .. math:: \hat v_t = \frac{v_t}{1 - \beta^t}
+
+    The correction ``1 - beta**step`` is computed in float64 and rounded once to the array dtype.
+    With the course's beta = 0.98: ``1 - 0.98**2 = 0.0396``.
+
+    Parameters
+    ----------
+    avg : array_like of real numbers (a zero-started EWA after `step` updates).
+    beta : float in [0, 1).   step : int >= 1.
+    out : ndarray, optional, same shape and dtype as `avg`; may be `avg` itself (in place).
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> fastopt.debias(np.array([0.02]), beta=0.98, step=1)
+    array([1.])
+    """
+    a = _as_float_array(avg, "avg")
+    b = _k.check_beta(beta, "beta")
+    t = _k.check_step(step)
+    if out is not None:
+        _check_out(out, a.shape, a.dtype)
+    return np.divide(a, a.dtype.type(1.0 - b ** t), out=out)
