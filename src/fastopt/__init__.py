@@ -6,6 +6,11 @@ The public API, flat::
     fastopt.ewa_update / ewa / debias                              exponentially weighted averages
     fastopt.reference                                              plain-NumPy twins (the oracle)
     fastopt.set_num_threads / get_num_threads / show_config        threads and build information
+    fastopt.SGD / Momentum / RMSprop / Adam / AdamW                optimizer classes (one native call
+                                                                   per step for all arrays)
+    fastopt.inverse_time_decay / exponential_decay / ...           learning-rate schedules
+    fastopt.clip_grad_norm / all_finite / EMA                      clipping, checks, weight averaging
+    fastopt.save_state / load_state                                 optimizer checkpoints (.npz)
 
 See README.md for the formulas and the conventions each keyword selects.
 """
@@ -13,6 +18,21 @@ See README.md for the formulas and the conventions each keyword selects.
 from . import reference
 from ._config import get_num_threads, set_num_threads, show_config
 from ._version import __version__
+from .batching import MiniBatches, minibatches
+from .checkpoint import load_state, save_state
+from .clip import all_finite, clip_grad_norm, global_norm
+from .ema import EMA
+from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSprop
+from .schedules import (
+    Schedule,
+    as_schedule,
+    constant,
+    exponential_decay,
+    inverse_sqrt_decay,
+    inverse_time_decay,
+    piecewise_constant,
+    step_decay,
+)
 from .kernels import (
     adam_step,
     debias,
@@ -24,7 +44,29 @@ from .kernels import (
 )
 
 __all__ = [
+    "EMA",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "MiniBatches",
+    "Momentum",
+    "Optimizer",
+    "RMSprop",
+    "Schedule",
     "__version__",
+    "all_finite",
+    "as_schedule",
+    "clip_grad_norm",
+    "constant",
+    "exponential_decay",
+    "global_norm",
+    "inverse_sqrt_decay",
+    "inverse_time_decay",
+    "load_state",
+    "minibatches",
+    "piecewise_constant",
+    "save_state",
+    "step_decay",
     "adam_step",
     "debias",
     "ewa",

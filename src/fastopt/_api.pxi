@@ -13,6 +13,7 @@ from cpython.number cimport PyIndex_Check, PyNumber_Check
 from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsSsize_t
 from libc.stdlib cimport qsort
+from libc.string cimport memcpy
 
 cdef extern from "math.h":
     bint isfinite(double) nogil
@@ -145,7 +146,7 @@ def check_step(step):
 # ------------------------------------------------------------------------------------------------
 
 cdef str _name(tuple names, int i, object suffix):
-    return names[i] if suffix is None else f"{names[i]}[{suffix}]"
+    return names[i] if suffix is None else f"{names[i]}[{suffix!r}]"
 
 
 cdef int _check_array(object obj, tuple names, int i, object suffix, bint writable,
@@ -238,7 +239,7 @@ cdef class _Table:
         free(self.segs)
 
 
-cdef _Table _fill_table(tuple names, tuple lists, int optional=0):
+cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=None):
     """Check the operands of k updates (lists[i][k] is operand i of update k; an optional
     operand's list may be None) and fill a segment table.  Raises before anything is written."""
     cdef Py_ssize_t k, off = 0, n
@@ -258,13 +259,16 @@ cdef _Table _fill_table(tuple names, tuple lists, int optional=0):
     l4 = lists[4] if nops > 4 else None
     tab = _Table(n)
     for k in range(n):
-        _fill_seg(&tab.segs[k], names, nops, l0[k], l1[k],
+        _fill_seg(&tab.segs[k], names, nops, l0[k], l1[k] if l1 is not None else None,
                   l2[k] if l2 is not None else None, l3[k] if l3 is not None else None,
-                  l4[k] if l4 is not None else None, optional, k)
+                  l4[k] if l4 is not None else None, optional,
+                  k if labels is None else labels[k])
         tab.segs[k].start = off
         off += tab.segs[k].n
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries but {names[0]}s has {n}")
     if n > 1:
-        _check_disjoint(tab, names, lists)
+        _check_disjoint(tab, names, lists, labels)
     return tab
 
 
@@ -279,7 +283,7 @@ cdef int _cmp_interval(const void* a, const void* b) noexcept nogil:
     return -1 if x < y else (1 if x > y else 0)
 
 
-cdef int _check_disjoint(_Table tab, tuple names, tuple lists) except -1:
+cdef int _check_disjoint(_Table tab, tuple names, tuple lists, object labels) except -1:
     """Across the arrays of a multi call, no written buffer may overlap another buffer (two
     read-only gradients may).  Sort all intervals by start and sweep: O(N log N) in C."""
     cdef Py_ssize_t k, nb, cnt = 0, q
@@ -319,7 +323,9 @@ cdef int _check_disjoint(_Table tab, tuple names, tuple lists) except -1:
             if iv[q].op != 1 and (not have_w or iv[q].hi > last_w.hi):
                 last_w = iv[q]; have_w = True
         if bad != NULL:
-            raise ValueError(f"{names[other.op]}[{other.k}] and {names[bad.op]}[{bad.k}] overlap "
+            ka = other.k if labels is None else labels[other.k]
+            kb = bad.k if labels is None else labels[bad.k]
+            raise ValueError(f"{names[other.op]}[{ka!r}] and {names[bad.op]}[{kb!r}] overlap "
                              f"in memory: each array of an update must be its own buffer")
     finally:
         free(iv)
@@ -660,27 +666,29 @@ def same_traffic_step(written, value, *state, n_threads=None):
 # ------------------------------------------------------------------------------------------------
 
 def sgd_step_multi(list params, list grads, *, lr, weight_decay=0.0, maximize=False,
-                   n_threads=None):
+                   n_threads=None, labels=None):
     """`sgd_step` over lists of arrays in one call (same result as a loop of sgd_step calls)."""
     cdef Hyper h
     cdef int kid = _sgd_hyper(&h, lr, weight_decay, maximize)
-    cdef _Table t = _fill_table(("param", "grad"), (params, grads))
+    cdef _Table t = _fill_table(("param", "grad"), (params, grads), 0, labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
 def momentum_step_multi(list params, list grads, list velocities, *, lr, beta=0.9,
                         dampening=None, nesterov=False, weight_decay=0.0, maximize=False,
-                        n_threads=None):
+                        n_threads=None, labels=None):
     """`momentum_step` over lists of arrays in one call."""
     cdef Hyper h
     cdef int kid = _momentum_hyper(&h, lr, beta, dampening, nesterov, weight_decay, maximize)
-    cdef _Table t = _fill_table(("param", "grad", "velocity"), (params, grads, velocities))
+    cdef _Table t = _fill_table(("param", "grad", "velocity"), (params, grads, velocities), 0,
+                                  labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
 def rmsprop_step_multi(list params, list grads, list sq_avgs, *, lr, beta=0.9, eps=1e-8,
                        eps_inside_sqrt=False, weight_decay=0.0, centered=False, grad_avgs=None,
-                       momentum=0.0, momentum_bufs=None, maximize=False, n_threads=None):
+                       momentum=0.0, momentum_bufs=None, maximize=False, n_threads=None,
+                       labels=None):
     """`rmsprop_step` over lists of arrays in one call."""
     cdef Hyper h
     cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
@@ -688,29 +696,29 @@ def rmsprop_step_multi(list params, list grads, list sq_avgs, *, lr, beta=0.9, e
     cdef _Table t
     _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
     t = _fill_table(_RMSPROP_NAMES, (params, grads, sq_avgs, grad_avgs, momentum_bufs),
-                    _OPT3 | _OPT4)
+                    _OPT3 | _OPT4, labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
 def adam_step_multi(list params, list grads, list ms, list vs, *, step, lr=1e-3, beta1=0.9,
                     beta2=0.999, eps=1e-8, eps_inside_sqrt=False, weight_decay=0.0,
                     decoupled_weight_decay=False, amsgrad=False, v_maxs=None, maximize=False,
-                    n_threads=None):
+                    n_threads=None, labels=None):
     """`adam_step` over lists of arrays in one call."""
     cdef Hyper h
     cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
                                decoupled_weight_decay, amsgrad, maximize)
     cdef _Table t
     _adam_state_args(amsgrad, v_maxs, "s")
-    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), _OPT4)
+    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), _OPT4, labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
-def ewa_update_multi(list avgs, list values, *, beta, n_threads=None):
+def ewa_update_multi(list avgs, list values, *, beta, n_threads=None, labels=None):
     """`ewa_update` over lists of arrays in one call."""
     cdef Hyper h
     cdef int kid = _ewa_hyper(&h, beta)
-    cdef _Table t = _fill_table(("avg", "value"), (avgs, values))
+    cdef _Table t = _fill_table(("avg", "value"), (avgs, values), 0, labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
@@ -785,3 +793,207 @@ def _ewa_scan(cnp.ndarray x, cnp.ndarray y, beta, bint bias_correction, n_thread
         with nogil:
             _scan_all(<const double*>cnp.PyArray_DATA(x), xt, xk, <double*>cnp.PyArray_DATA(y),
                       yt, yk, T, K, b, bias_correction, nt)
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradient clipping and finiteness: reductions over many arrays in one native pass.
+# ------------------------------------------------------------------------------------------------
+
+cdef double* _block_reduce(int what, list arrays, bint writable, object labels, int nt,
+                           Py_ssize_t* nblocks) except NULL:
+    """Validate `arrays` (float32/float64, C-contiguous; dtypes may differ between arrays), cut
+    them into fixed blocks and reduce each block.  Returns a malloc'ed array of block results."""
+    cdef Py_ssize_t k, nb = 0, b, n, isz, off
+    cdef Block* blocks
+    cdef double* out
+    cdef cnp.ndarray a
+    for k in range(len(arrays)):
+        _check_array(arrays[k], ("grad",), 0, k if labels is None else labels[k], writable, None)
+        nb += (cnp.PyArray_SIZE(<cnp.ndarray>arrays[k]) + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+    blocks = <Block*>malloc(max(nb, 1) * sizeof(Block))
+    out = <double*>malloc(max(nb, 1) * sizeof(double))
+    if blocks == NULL or out == NULL:
+        free(blocks); free(out)
+        raise MemoryError()
+    b = 0
+    for k in range(len(arrays)):
+        a = <cnp.ndarray>arrays[k]
+        n = cnp.PyArray_SIZE(a)
+        isz = cnp.PyArray_ITEMSIZE(a)
+        off = 0
+        while off < n:
+            blocks[b].x = <const char*>cnp.PyArray_DATA(a) + off * isz
+            blocks[b].n = min(<Py_ssize_t>REDUCE_BLOCK, n - off)
+            blocks[b].isz = isz
+            off += REDUCE_BLOCK
+            b += 1
+    with nogil:
+        _reduce(what, blocks, nb, out, nt)
+    free(blocks)
+    nblocks[0] = nb
+    return out
+
+
+def sumsq_multi(list arrays, *, n_threads=None, labels=None, bint writable=False):
+    """Sum of squares of every element of every array, accumulated in float64.
+
+    Deterministic: the same value for every thread count (fixed blocks summed in order).
+    With writable=True the arrays are also checked to be writeable (for clipping)."""
+    cdef Py_ssize_t nb, b
+    cdef double total = 0.0
+    cdef double* out = _block_reduce(0, arrays, writable, labels, _threads(n_threads), &nb)
+    for b in range(nb):
+        total += out[b]
+    free(out)
+    return total
+
+
+def all_finite_multi(list arrays, *, n_threads=None, labels=None):
+    """True when no array holds a NaN or an Inf (one read pass, no temporary arrays)."""
+    cdef Py_ssize_t nb, b
+    cdef bint ok = True
+    cdef double* out = _block_reduce(1, arrays, False, labels, _threads(n_threads), &nb)
+    for b in range(nb):
+        ok = ok and out[b] != 0.0
+    free(out)
+    return ok
+
+
+def scale_multi(list arrays, factor, *, n_threads=None, labels=None):
+    """x <- factor * x for every array, in place, in one native call (factor rounded once to
+    each array's dtype)."""
+    cdef Hyper h
+    cdef _Table t
+    _zero(&h)
+    h.lr = _real(factor, "factor")
+    t = _fill_table(("array", "unused"), (arrays, None), 2, labels)
+    _call(K_SCALE, t.segs, t.n, &h, _threads(n_threads))
+
+
+def check_param_arrays(list arrays, labels=None):
+    """Validate arrays an optimizer will update in place (float32/float64, C-contiguous, aligned,
+    writeable, native byte order); raise TypeError/ValueError naming the offending one."""
+    cdef Py_ssize_t k
+    for k in range(len(arrays)):
+        _check_array(arrays[k], ("param",), 0, k if labels is None else labels[k], True, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Mini-batch gathers (fastopt.MiniBatches).  Bytes are copied as they are, so any dtype works.
+# ------------------------------------------------------------------------------------------------
+
+ctypedef fused item_t:
+    unsigned char
+    unsigned short
+    unsigned int
+    unsigned long long
+
+
+cdef int _check_gather(cnp.ndarray x, cnp.ndarray idx, Py_ssize_t m, str what) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        raise ValueError(f"{what} must be C-contiguous")
+    if cnp.PyArray_TYPE(idx) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(idx):
+        raise TypeError("indices must be a C-contiguous int64 array")
+    cdef const cnp.int64_t* p = <const cnp.int64_t*>cnp.PyArray_DATA(idx)
+    cdef Py_ssize_t i
+    for i in range(cnp.PyArray_SIZE(idx)):
+        if p[i] < 0 or p[i] >= m:
+            raise IndexError(f"index {p[i]} is out of range for {m} examples")
+    return 0
+
+
+def gather_rows(cnp.ndarray x, cnp.ndarray idx, cnp.ndarray out, n_threads=None):
+    """out[i] = x[idx[i]] for a C-contiguous 2-D x (one example per row); one memcpy per row,
+    threaded over rows.  out must be C-contiguous with shape (len(idx), x.shape[1])."""
+    cdef Py_ssize_t m = x.shape[0], nidx = cnp.PyArray_SIZE(idx), i
+    cdef Py_ssize_t row_bytes = x.shape[1] * x.itemsize
+    cdef int nt = _threads(n_threads)
+    _check_gather(x, idx, m, "x")
+    if (out.ndim != 2 or out.shape[0] != nidx or out.shape[1] != x.shape[1]
+            or out.dtype != x.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(out)
+            or not cnp.PyArray_ISWRITEABLE(out)):
+        raise ValueError("out must be a writeable C-contiguous (len(idx), x.shape[1]) array "
+                         "of x's dtype")
+    cdef const char* src = <const char*>cnp.PyArray_DATA(x)
+    cdef char* dst = <char*>cnp.PyArray_DATA(out)
+    cdef const cnp.int64_t* ip = <const cnp.int64_t*>cnp.PyArray_DATA(idx)
+    if nt > 1 and nidx * row_bytes < 64 * _serial_threshold:
+        nt = 1
+    with nogil:
+        if nt > 1:
+            for i in prange(nidx, num_threads=nt, schedule="static"):
+                memcpy(dst + i * row_bytes, src + ip[i] * row_bytes, row_bytes)
+        else:
+            for i in range(nidx):
+                memcpy(dst + i * row_bytes, src + ip[i] * row_bytes, row_bytes)
+
+
+cdef void _gather_cols_t(const item_t* x, Py_ssize_t rows, Py_ssize_t m,
+                         const cnp.int64_t* perm, Py_ssize_t b, Py_ssize_t nb, item_t* full,
+                         item_t* last, Py_ssize_t rem, int nt) noexcept nogil:
+    # Row by row: a row of x (one feature of every example) stays in L2 while it is scattered
+    # into every batch of the epoch, so each cache line of x is read once per epoch.
+    cdef Py_ssize_t r, k, j
+    cdef const item_t* row
+    cdef item_t* d
+    cdef const cnp.int64_t* ip
+    for r in prange(rows, num_threads=nt, schedule="static"):
+        row = x + r * m
+        for k in range(nb):
+            d = full + (k * rows + r) * b
+            ip = perm + k * b
+            for j in range(b):
+                d[j] = row[ip[j]]
+        if rem > 0:
+            d = last + r * rem
+            ip = perm + nb * b
+            for j in range(rem):
+                d[j] = row[ip[j]]
+
+
+def gather_cols_epoch(cnp.ndarray x, cnp.ndarray perm, Py_ssize_t batch_size, cnp.ndarray full,
+                      last=None, n_threads=None):
+    """Gather a whole epoch of column batches: for x of shape (rows, m), C-contiguous, one
+    example per column, full[k] = x[:, perm[k*b:(k+1)*b]] (shape (nb, rows, b)) and, when given,
+    last = x[:, perm[nb*b:]] (shape (rows, rem)).  Threaded over rows."""
+    cdef Py_ssize_t rows = x.shape[0], m = x.shape[1], b = batch_size
+    cdef Py_ssize_t nb = full.shape[0] if full.ndim == 3 else 0, rem = 0
+    cdef int nt = _threads(n_threads)
+    cdef int isz = x.itemsize
+    cdef cnp.ndarray lastarr
+    cdef char* lp = NULL
+    _check_gather(x, perm, m, "x")
+    if (full.ndim != 3 or full.shape[1] != rows or (nb > 0 and full.shape[2] != b)
+            or full.dtype != x.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(full)
+            or not cnp.PyArray_ISWRITEABLE(full)):
+        raise ValueError("full must be a writeable C-contiguous (n_batches, rows, batch_size) "
+                         "array of x's dtype")
+    if last is not None:
+        lastarr = <cnp.ndarray>last
+        rem = lastarr.shape[1]
+        if (lastarr.ndim != 2 or lastarr.shape[0] != rows or lastarr.dtype != x.dtype
+                or not cnp.PyArray_IS_C_CONTIGUOUS(lastarr) or not cnp.PyArray_ISWRITEABLE(lastarr)):
+            raise ValueError("last must be a writeable C-contiguous (rows, rem) array")
+        lp = <char*>cnp.PyArray_DATA(lastarr)
+    if cnp.PyArray_SIZE(perm) < nb * b + rem:
+        raise ValueError("perm is shorter than the batches to fill")
+    if rows * m < _serial_threshold:
+        nt = 1
+    cdef const cnp.int64_t* ip = <const cnp.int64_t*>cnp.PyArray_DATA(perm)
+    cdef const char* xp = <const char*>cnp.PyArray_DATA(x)
+    cdef char* fp = <char*>cnp.PyArray_DATA(full)
+    with nogil:
+        if isz == 1:
+            _gather_cols_t(<const unsigned char*>xp, rows, m, ip, b, nb, <unsigned char*>fp,
+                           <unsigned char*>lp, rem, nt)
+        elif isz == 2:
+            _gather_cols_t(<const unsigned short*>xp, rows, m, ip, b, nb, <unsigned short*>fp,
+                           <unsigned short*>lp, rem, nt)
+        elif isz == 4:
+            _gather_cols_t(<const unsigned int*>xp, rows, m, ip, b, nb, <unsigned int*>fp,
+                           <unsigned int*>lp, rem, nt)
+        elif isz == 8:
+            _gather_cols_t(<const unsigned long long*>xp, rows, m, ip, b, nb,
+                           <unsigned long long*>fp, <unsigned long long*>lp, rem, nt)
+    if isz not in (1, 2, 4, 8):
+        raise TypeError(f"gather_cols_epoch supports item sizes 1, 2, 4, 8, got {isz}")

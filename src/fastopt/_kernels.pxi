@@ -243,6 +243,15 @@ cdef inline void _ewa_range(floating** a, Py_ssize_t n, const Hyper* h) noexcept
         avg[i] = _ewa_elem(avg[i], x[i], beta, omb)
 
 
+cdef inline void _scale_range(floating** a, Py_ssize_t n, const Hyper* h) noexcept nogil:
+    # x <- c * x  (gradient clipping)
+    cdef floating* x = a[0]
+    cdef floating c = <floating>h.lr
+    cdef Py_ssize_t i
+    for i in range(n):
+        x[i] = c * x[i]
+
+
 cdef inline void _traffic_range(floating** a, Py_ssize_t n, int n_rw) noexcept nogil:
     # The same-traffic reference: reads a[1] and the n_rw arrays a[0], a[2], ..., writes those
     # n_rw arrays, with trivial arithmetic (x += g).  It moves exactly the bytes an update moves.
@@ -287,6 +296,7 @@ cdef enum:
     K_ADAM = 48
     K_EWA = 64
     K_TRAFFIC = 80
+    K_SCALE = 96
     # option bits
     O_L2 = 1
     O_NESTEROV = 2       # momentum
@@ -338,6 +348,8 @@ cdef void _range_t(int kid, floating** a, Py_ssize_t n, const Hyper* h) noexcept
         _ewa_range(a, n, h)
     elif K_TRAFFIC < kid <= K_TRAFFIC + 4:
         _traffic_range(a, n, kid - K_TRAFFIC)
+    elif kid == K_SCALE:
+        _scale_range(a, n, h)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -460,6 +472,86 @@ cdef void _run(int kid, const Seg* segs, Py_ssize_t nseg, const Hyper* h,
                   _bound(segs, nseg, total, t + 1, nt), h)
     else:
         _work(kid, segs, nseg, 0, total, h)
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Reductions (global sum of squares, finiteness), deterministic for every thread count.
+#    Each segment is cut into fixed blocks of REDUCE_BLOCK elements (positions independent of the
+#    thread count and of alignment); a block is summed with 16 independent float64 lanes (so the
+#    compiler vectorises it without reassociating), and the block sums are added in order.
+# ------------------------------------------------------------------------------------------------
+
+cdef enum:
+    REDUCE_BLOCK = 16384
+    LANES = 16
+
+
+cdef double _sumsq_block(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef double acc[LANES]
+    cdef double t, total = 0.0
+    cdef Py_ssize_t i, j, nl = n - n % LANES
+    for j in range(LANES):
+        acc[j] = 0.0
+    for i in range(nl // LANES):
+        for j in range(LANES):
+            t = <double>x[i * LANES + j]
+            acc[j] = acc[j] + t * t
+    for i in range(nl, n):
+        t = <double>x[i]
+        acc[i - nl] = acc[i - nl] + t * t
+    for j in range(LANES):
+        total = total + acc[j]
+    return total
+
+
+cdef bint _finite_block(const floating* x, Py_ssize_t n) noexcept nogil:
+    # x - x is 0 for finite x and NaN for NaN/Inf: one read, no branch per element
+    cdef floating acc[LANES]
+    cdef Py_ssize_t i, j, nl = n - n % LANES
+    cdef bint ok = True
+    for j in range(LANES):
+        acc[j] = 0
+    for i in range(nl // LANES):
+        for j in range(LANES):
+            acc[j] = acc[j] + (x[i * LANES + j] - x[i * LANES + j])
+    for i in range(nl, n):
+        acc[0] = acc[0] + (x[i] - x[i])
+    for j in range(LANES):
+        ok = ok and acc[j] == 0
+    return ok
+
+
+ctypedef struct Block:
+    const char* x
+    Py_ssize_t n
+    Py_ssize_t isz
+
+
+cdef void _reduce(int what, const Block* blocks, Py_ssize_t nb, double* out,
+                  int nt) noexcept nogil:
+    """what 0: out[b] = sum of squares of block b; what 1: out[b] = 1.0 if block b is finite."""
+    cdef Py_ssize_t b
+    cdef Py_ssize_t total = 0
+    for b in range(nb):
+        total += blocks[b].n
+    if nt > nb:
+        nt = <int>nb
+    if nt > 1 and total >= _serial_threshold:
+        for b in prange(nb, num_threads=nt, schedule="static"):
+            out[b] = _reduce_block(what, &blocks[b])
+    else:
+        for b in range(nb):
+            out[b] = _reduce_block(what, &blocks[b])
+
+
+cdef inline double _reduce_block(int what, const Block* blk) noexcept nogil:
+    if what == 0:
+        if blk.isz == 4:
+            return _sumsq_block(<const float*>blk.x, blk.n)
+        return _sumsq_block(<const double*>blk.x, blk.n)
+    if blk.isz == 4:
+        return 1.0 if _finite_block(<const float*>blk.x, blk.n) else 0.0
+    return 1.0 if _finite_block(<const double*>blk.x, blk.n) else 0.0
 
 
 include "_api.pxi"

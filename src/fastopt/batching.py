@@ -1,0 +1,210 @@
+r"""Mini-batches: shuffle the examples once per epoch and cut them into batches.
+
+The course's recipe: one permutation of the m examples, shared by X and Y; ``floor(m / size)``
+full batches and one partial batch of the rest.  ``batch_size = m`` is batch gradient descent,
+``batch_size = 1`` stochastic gradient descent.
+
+Layouts (``axis`` names the axis that holds the examples):
+
+* ``axis=0`` -- NumPy/PyTorch layout, X of shape (m, ...).  Unshuffled batches are zero-copy views;
+  shuffled batches are gathered row by row (one memcpy per example, threaded).
+* ``axis=-1`` (``axis=1`` for 2-D X) -- the course's layout, X of shape (n_x, m), one example per
+  column.  Shuffled epochs are gathered in one native pass that streams each feature row through
+  the cache once (X[:, idx] touches a cache line per element instead), into one buffer of shape
+  (n_batches, n_x, batch_size) whose slices are the batches.
+
+Every batch is a C-contiguous array.  By default every epoch gets fresh arrays, so batches a user
+keeps stay valid; ``reuse_buffers=True`` reuses the same memory every epoch (no allocation after
+the first), and a kept batch is then overwritten by the next epoch.
+"""
+
+import math
+import operator
+
+import numpy as np
+
+from ._dispatch import kernels as _k
+
+__all__ = ["MiniBatches", "minibatches"]
+
+
+def _check_array(x, name):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension")
+    return x
+
+
+class MiniBatches:
+    r"""A reusable mini-batch iterator: each ``iter()`` is one epoch with a new permutation.
+
+    Parameters
+    ----------
+    X : ndarray, the examples along `axis`.
+    Y : ndarray or None, the labels/targets, with the same number of examples along `axis`
+        (1-D Y is always indexed along its only axis).
+    batch_size : int >= 1, examples per batch (> m gives one batch).
+    axis : int, the examples axis of X (and of a 2-D or N-D Y): 0 for (m, ...) data, 1 (or -1) for
+        the course's (n_x, m).
+    shuffle : bool, draw a new permutation every epoch (else the batches follow the data order).
+    seed : int, numpy.random.Generator or None, seeds one Generator for the whole life of the
+        iterator, so a run is reproducible.
+    drop_last : bool, drop the partial last batch.
+    reuse_buffers : bool, reuse the batch memory every epoch instead of allocating fresh arrays.
+
+    Attributes
+    ----------
+    epoch : int, the number of epochs fully iterated.
+    m : int, the number of examples.
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> X = np.arange(10.0).reshape(1, 10)          # the course's layout: 10 examples, 1 feature
+    >>> batches = fastopt.MiniBatches(X, batch_size=4, axis=1, shuffle=False)
+    >>> len(batches), [b.shape for b in batches]
+    (3, [(1, 4), (1, 4), (1, 2)])
+    """
+
+    def __init__(self, X, Y=None, *, batch_size=64, axis=0, shuffle=True, seed=None,
+                 drop_last=False, reuse_buffers=False):
+        self.X = _check_array(X, "X")
+        self.Y = None if Y is None else _check_array(Y, "Y")
+        if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__"):
+            raise TypeError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.batch_size = operator.index(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        try:
+            ax = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+        if not -X.ndim <= ax < X.ndim:
+            raise ValueError(f"axis {axis} is out of range for X with {X.ndim} dimension(s)")
+        self.axis = ax % X.ndim
+        self.m = X.shape[self.axis]
+        if self.Y is not None:
+            self._y_axis = 0 if self.Y.ndim == 1 else self.axis
+            if self._y_axis >= self.Y.ndim:
+                raise ValueError(f"axis {axis} is out of range for Y with {self.Y.ndim} "
+                                 f"dimension(s)")
+            my = self.Y.shape[self._y_axis]
+            if my != self.m:
+                raise ValueError(f"X has {self.m} examples along axis {self.axis} but Y has "
+                                 f"{my} along axis {self._y_axis}")
+        if self.m == 0:
+            raise ValueError("the dataset is empty (0 examples)")
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.reuse_buffers = bool(reuse_buffers)
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.epoch = 0
+        self._buffers = {}
+
+    def __len__(self):
+        _, full, rem = self._bounds()
+        return full + (1 if rem else 0)
+
+    def _bounds(self):
+        """(batch size, full batches, size of the partial last batch or 0)."""
+        b = min(self.batch_size, self.m)      # batch_size > m: one batch of everything
+        full, rem = divmod(self.m, b)
+        return b, full, (0 if self.drop_last else rem)
+
+    def __iter__(self):
+        b, full, rem = self._bounds()
+        perm = self._rng.permutation(self.m).astype(np.int64) if self.shuffle else None
+        xs = self._batches(self.X, self.axis, perm, b, full, rem, "X")
+        ys = (self._batches(self.Y, self._y_axis, perm, b, full, rem, "Y")
+              if self.Y is not None else None)
+        for i in range(full + (1 if rem else 0)):
+            yield xs[i] if ys is None else (xs[i], ys[i])
+        self.epoch += 1
+
+    # -- how one array is cut ---------------------------------------------------------------
+    def _batches(self, A, axis, perm, b, full, rem, name):
+        """A list (or lazy sequence) of the batches of A for this epoch."""
+        if perm is None:
+            return _Slices(A, axis, b, full, rem)
+        contiguous = A.flags.c_contiguous and A.dtype.itemsize in (1, 2, 4, 8)
+        if contiguous and axis == 0:
+            return _RowGather(A, perm, b, full, rem, self._buffer if self.reuse_buffers else None,
+                              name)
+        if contiguous and axis == A.ndim - 1:
+            rows = A.reshape(-1, A.shape[-1])
+            full_buf = self._get(name + "_full", (full, rows.shape[0], b), A.dtype)
+            last_buf = self._get(name + "_last", (rows.shape[0], rem), A.dtype) if rem else None
+            _k.gather_cols_epoch(rows, perm, b, full_buf, last_buf)
+            lead = A.shape[:-1]
+            out = [full_buf[k].reshape(lead + (b,)) for k in range(full)]
+            if rem:
+                out.append(last_buf.reshape(lead + (rem,)))
+            return out
+        # other layouts (a middle axis, non-contiguous X, odd item sizes): NumPy's take
+        return [np.ascontiguousarray(np.take(A, perm[k * b:(k + 1) * b], axis=axis))
+                for k in range(full)] + (
+            [np.ascontiguousarray(np.take(A, perm[full * b:], axis=axis))] if rem else [])
+
+    def _get(self, key, shape, dtype):
+        if self.reuse_buffers:
+            buf = self._buffers.get(key)
+            if buf is None or buf.shape != shape or buf.dtype != dtype:
+                buf = self._buffers[key] = np.empty(shape, dtype)
+            return buf
+        return np.empty(shape, dtype)
+
+    def _buffer(self, key, shape, dtype):
+        return self._get(key, shape, dtype)
+
+
+class _Slices:
+    """Unshuffled batches: views along axis 0, copies (contiguous) along other axes."""
+
+    def __init__(self, A, axis, b, full, rem):
+        self.A, self.axis, self.b = A, axis, b
+
+    def __getitem__(self, i):
+        index = [slice(None)] * self.A.ndim
+        index[self.axis] = slice(i * self.b, (i + 1) * self.b)
+        view = self.A[tuple(index)]
+        return view if view.flags.c_contiguous else np.ascontiguousarray(view)
+
+
+class _RowGather:
+    """Shuffled batches of (m, ...) data: each batch gathered when it is asked for."""
+
+    def __init__(self, A, perm, b, full, rem, get_buffer, name):
+        self.A2 = A.reshape(A.shape[0], -1)
+        self.shape_tail = A.shape[1:]
+        self.perm, self.b, self.full = perm, b, full
+        self.get_buffer, self.name = get_buffer, name
+
+    def __getitem__(self, i):
+        idx = self.perm[i * self.b:(i + 1) * self.b]
+        n = len(idx)
+        key = f"{self.name}_rows_{'full' if i < self.full else 'last'}"
+        shape = (n, self.A2.shape[1])
+        out = (self.get_buffer(key, shape, self.A2.dtype) if self.get_buffer is not None
+               else np.empty(shape, self.A2.dtype))
+        _k.gather_rows(self.A2, idx, out)
+        return out.reshape((n,) + self.shape_tail)
+
+
+def minibatches(X, Y=None, *, batch_size=64, axis=0, shuffle=True, seed=None, drop_last=False,
+                reuse_buffers=False):
+    """One epoch of mini-batches: yields ``(X_b, Y_b)``, or ``X_b`` when Y is None.
+
+    Same arguments and semantics as :class:`MiniBatches` (which is reusable across epochs and
+    draws a new permutation each epoch from one seeded Generator); this is
+    ``iter(MiniBatches(...))``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> X = np.arange(12.0).reshape(6, 2); Y = np.arange(6)
+    >>> [y.tolist() for _, y in fastopt.minibatches(X, Y, batch_size=4, shuffle=False)]
+    [[0, 1, 2, 3], [4, 5]]
+    """
+    return iter(MiniBatches(X, Y, batch_size=batch_size, axis=axis, shuffle=shuffle, seed=seed,
+                            drop_last=drop_last, reuse_buffers=reuse_buffers))

@@ -1,0 +1,402 @@
+r"""Optimizer classes for training loops: SGD, Momentum, RMSprop, Adam, AdamW.
+
+Each class owns its state arrays (64-byte aligned, zero-initialised, readable as
+``opt.state[name]["m"]``) and updates the caller's parameter arrays in place.  A step is ONE call
+into the compiled extension for all of the optimizer's arrays, whatever their number: the kernel
+walks a table of (pointer, length) segments inside one GIL-free OpenMP region, balancing threads over
+the total element count.  The update formulas are the kernels' (``fastopt.adam_step`` etc.); the
+classes add no arithmetic of their own, so a step equals, bit for bit, a loop of per-array kernel
+calls.
+
+Typical loop (the course's layout: ``parameters["W1"]``, gradients ``grads["dW1"]``)::
+
+    opt = fastopt.Adam(parameters, lr=fastopt.inverse_time_decay(0.01, decay_rate=1.0))
+    for epoch in range(epochs):
+        for X_b, Y_b in fastopt.minibatches(X, Y, batch_size=64, axis=1, seed=epoch):
+            grads = backprop(parameters, X_b, Y_b)
+            fastopt.clip_grad_norm(grads, max_norm=5.0)
+            opt.step(grads)
+        opt.end_epoch()
+"""
+
+from ._dispatch import kernels as _k
+from ._params import ParamSet, aligned_zeros
+from .schedules import as_schedule
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW"]
+
+STATE_FORMAT_VERSION = 1
+
+
+class Optimizer:
+    """Base class: parameters, state arrays, counters, learning rate, state save/resume.
+
+    Subclasses define ``_slots()`` (the names of the per-parameter state arrays) and
+    ``_update(grads, lr, step)`` (one multi-array kernel call).
+
+    Attributes
+    ----------
+    state : dict, ``state[name][slot]`` -> the state array for parameter `name` (list parameters
+        are named 0, 1, ...).
+    step_count : int, the number of updates applied (skipped steps do not count).
+    epoch : int, the number of completed epochs (``end_epoch()`` adds one).
+    skipped_steps : int, steps skipped by ``step(..., skip_if_nonfinite=True)``.
+    hyper : dict, the validated hyperparameters (lr excluded).
+    """
+
+    def __init__(self, params, lr, **hyper):
+        self._params = ParamSet(params)
+        self._schedule = as_schedule(lr)
+        self.hyper = self._validate(**hyper)
+        self.step_count = 0
+        self.epoch = 0
+        self.skipped_steps = 0
+        self.state = {k: {slot: aligned_zeros(p.shape, p.dtype) for slot in self._slots()}
+                      for k, p in zip(self._params.keys, self._params.arrays)}
+        self._state_lists = {slot: [self.state[k][slot] for k in self._params.keys]
+                             for slot in self._slots()}
+
+    # -- subclass interface ---------------------------------------------------------------------
+    def _validate(self, **hyper):
+        raise NotImplementedError
+
+    def _slots(self):
+        raise NotImplementedError
+
+    def _update(self, grads, lr, step):
+        raise NotImplementedError
+
+    # -- public API -----------------------------------------------------------------------------
+    @property
+    def lr(self):
+        """The learning rate the next step will use (a schedule is evaluated at ``epoch``, or at
+        the number of the next step when it counts steps)."""
+        s = self._schedule
+        return float(s(self.epoch if s.per == "epoch" else self.step_count + 1))
+
+    @property
+    def params(self):
+        """The parameters, as given (dict or list); the arrays are the caller's own."""
+        return self._params.like(self._params.arrays)
+
+    def step(self, grads, *, skip_if_nonfinite=False):
+        """Apply one update to every parameter, in place, in one native call.
+
+        Parameters
+        ----------
+        grads : dict with the parameters' keys or the course's ("dW1" for "W1"), or a list in
+            parameter order.  Each gradient matches its parameter's shape and dtype; gradients may
+            be read-only.
+        skip_if_nonfinite : bool, when true a step whose gradients hold NaN or Inf changes nothing
+            (parameters, state, step_count) and returns False; the check is one fused read pass.
+
+        Returns
+        -------
+        bool, True when the update was applied.
+
+        Raises
+        ------
+        TypeError, ValueError: missing or extra gradients, or a shape or dtype mismatch; raised
+            before any array is written.
+        """
+        g = self._params.grads_list(grads)
+        if skip_if_nonfinite and not _k.all_finite_multi(g, labels=self._params.keys):
+            self.skipped_steps += 1
+            return False
+        self._update(g, self.lr, self.step_count + 1)
+        self.step_count += 1
+        return True
+
+    def end_epoch(self):
+        """Mark the end of an epoch (epoch-counting schedules move on)."""
+        self.epoch += 1
+
+    def state_dict(self):
+        """The optimizer's state as plain data (NumPy arrays and Python scalars, copies).
+
+        Keys: ``format_version``, ``optimizer`` (class name), ``hyper`` (hyperparameters, lr
+        excluded: the learning rate or schedule is given to the constructor), ``step_count``,
+        ``epoch``, ``skipped_steps``, ``keys`` (parameter names, as strings) and ``state``
+        (``{name: {slot: array}}`` with the names as strings).
+        """
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "optimizer": type(self).__name__,
+            "hyper": dict(self.hyper),
+            "step_count": self.step_count,
+            "epoch": self.epoch,
+            "skipped_steps": self.skipped_steps,
+            "keys": [str(k) for k in self._params.keys],
+            "state": {str(k): {slot: a.copy() for slot, a in slots.items()}
+                      for k, slots in self.state.items()},
+        }
+
+    def load_state_dict(self, state):
+        """Restore a ``state_dict()``.  Everything is validated first (format, class,
+        hyperparameters, names, shapes, dtypes, counters); on any mismatch ValueError is raised
+        and nothing changes.  The state arrays are copied into this optimizer's own arrays."""
+        _validate_state(self, state)
+        for k in self._params.keys:
+            for slot, dst in self.state[k].items():
+                dst[...] = state["state"][str(k)][slot]
+        self.step_count = int(state["step_count"])
+        self.epoch = int(state["epoch"])
+        self.skipped_steps = int(state["skipped_steps"])
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
+        return (f"{type(self).__name__}({len(self._params)} arrays, lr={self._schedule!r}, "
+                f"{hyper}, step_count={self.step_count}, epoch={self.epoch})")
+
+
+def _validate_state(opt, state):
+    def fail(msg):
+        raise ValueError(f"cannot load optimizer state: {msg}")
+
+    if not isinstance(state, dict):
+        fail(f"expected a dict from state_dict(), got {type(state).__name__}")
+    required = ("format_version", "optimizer", "hyper", "step_count", "epoch", "skipped_steps",
+                "keys", "state")
+    missing = [k for k in required if k not in state]
+    if missing:
+        fail(f"missing entries {missing}")
+    if state["format_version"] != STATE_FORMAT_VERSION:
+        fail(f"format_version {state['format_version']!r}, this fastopt reads "
+             f"{STATE_FORMAT_VERSION}")
+    if state["optimizer"] != type(opt).__name__:
+        fail(f"it was saved from {state['optimizer']!r}, not {type(opt).__name__!r}")
+    hyper = state["hyper"]
+    if not isinstance(hyper, dict) or set(hyper) != set(opt.hyper):
+        fail(f"hyperparameters {sorted(hyper) if isinstance(hyper, dict) else hyper!r} do not "
+             f"match {sorted(opt.hyper)}")
+    diff = {k: (hyper[k], v) for k, v in opt.hyper.items() if hyper[k] != v}
+    if diff:
+        fail("saved hyperparameters differ from this optimizer's: "
+             + ", ".join(f"{k}: saved {a!r}, here {b!r}" for k, (a, b) in diff.items()))
+    for name in ("step_count", "epoch", "skipped_steps"):
+        v = state[name]
+        if isinstance(v, bool) or not hasattr(v, "__index__") or int(v) < 0:
+            fail(f"{name} must be an integer >= 0, got {v!r}")
+    keys = [str(k) for k in opt._params.keys]
+    if list(state["keys"]) != keys:
+        fail(f"parameter names {list(state['keys'])} do not match {keys}")
+    st = state["state"]
+    if not isinstance(st, dict) or set(st) != set(keys):
+        fail("state entries do not match the parameter names")
+    for k, p in zip(keys, opt._params.arrays):
+        slots = st[k]
+        if not isinstance(slots, dict) or set(slots) != set(opt._slots()):
+            fail(f"state[{k!r}] has slots {sorted(slots) if isinstance(slots, dict) else slots!r}"
+                 f", expected {sorted(opt._slots())}")
+        for slot, a in slots.items():
+            if not hasattr(a, "shape") or a.shape != p.shape or a.dtype != p.dtype:
+                fail(f"state[{k!r}][{slot!r}] has shape {getattr(a, 'shape', None)} and dtype "
+                     f"{getattr(a, 'dtype', None)}, expected {p.shape} and {p.dtype}")
+
+
+def _bool(x, name):
+    if not isinstance(x, bool):
+        raise TypeError(f"{name} must be True or False, got {x!r}")
+    return x
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, with optional momentum (PyTorch's ``torch.optim.SGD``).
+
+    .. math::
+        g_t = \pm\nabla + \lambda\theta, \quad
+        b_t = \begin{cases} g_1 & t = 1 \\ \mu b_{t-1} + (1-\tau) g_t & t > 1 \end{cases}, \quad
+        \theta_t = \theta_{t-1} - \eta \cdot (g_t + \mu b_t \text{ if nesterov else } b_t)
+
+    Without momentum: :math:`\theta \leftarrow \theta - \eta g`.  PyTorch's first-step rule is
+    kept: the momentum buffer starts as the first gradient (fastopt passes ``dampening=0`` to the
+    kernel on step 1).  For the course's ``v = beta v + (1 - beta) dW`` use :class:`Momentum`.
+
+    Parameters
+    ----------
+    params : dict of name -> array or list of arrays, updated in place.
+    lr : float >= 0 or a schedule (``fastopt.inverse_time_decay(...)``, any callable count -> lr).
+    momentum : float in [0, 1).   dampening : float in [0, 1].   nesterov : bool (needs
+    momentum > 0 and dampening == 0, as in PyTorch).   weight_decay : float >= 0 (L2, added to
+    the gradient).   maximize : bool.
+    """
+
+    def __init__(self, params, lr, *, momentum=0.0, dampening=0.0, nesterov=False,
+                 weight_decay=0.0, maximize=False):
+        super().__init__(params, lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                         weight_decay=weight_decay, maximize=maximize)
+
+    def _validate(self, momentum, dampening, nesterov, weight_decay, maximize):
+        h = {"momentum": _k.check_beta(momentum, "momentum"),
+             "dampening": _k.check_nonneg(dampening, "dampening"),
+             "nesterov": _bool(nesterov, "nesterov"),
+             "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
+             "maximize": _bool(maximize, "maximize")}
+        if h["dampening"] > 1:
+            raise ValueError(f"dampening must be in [0, 1], got {dampening!r}")
+        if nesterov and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("nesterov=True requires momentum > 0 and dampening = 0")
+        return h
+
+    def _slots(self):
+        return ("momentum_buffer",) if self.hyper["momentum"] > 0 else ()
+
+    def _update(self, grads, lr, step):
+        h = self.hyper
+        if h["momentum"] == 0:
+            _k.sgd_step_multi(self._params.arrays, grads, lr=lr, weight_decay=h["weight_decay"],
+                              maximize=h["maximize"], labels=self._params.keys)
+            return
+        _k.momentum_step_multi(self._params.arrays, grads, self._state_lists["momentum_buffer"],
+                               lr=lr, beta=h["momentum"],
+                               dampening=0.0 if step == 1 else h["dampening"],
+                               nesterov=h["nesterov"], weight_decay=h["weight_decay"],
+                               maximize=h["maximize"], labels=self._params.keys)
+
+
+class Momentum(Optimizer):
+    r"""Gradient descent with momentum, the course's form.
+
+    .. math::
+        v \leftarrow \beta v + (1-\beta)\, dW, \qquad W \leftarrow W - \eta\, v
+
+    from :math:`v = 0` (no bias correction, as in the course).  This is an exponentially weighted
+    average of the gradients; it differs from PyTorch's ``SGD(momentum=beta)``, whose buffer has
+    no ``(1 - beta)`` and starts at the first gradient (use :class:`SGD` for that).
+
+    Parameters
+    ----------
+    params : dict or list of arrays, updated in place.
+    lr : float >= 0 or a schedule.   beta : float in [0, 1), default 0.9.
+    """
+
+    def __init__(self, params, lr, *, beta=0.9):
+        super().__init__(params, lr, beta=beta)
+
+    def _validate(self, beta):
+        return {"beta": _k.check_beta(beta, "beta")}
+
+    def _slots(self):
+        return ("velocity",)
+
+    def _update(self, grads, lr, step):
+        _k.momentum_step_multi(self._params.arrays, grads, self._state_lists["velocity"], lr=lr,
+                               beta=self.hyper["beta"], dampening=None,
+                               labels=self._params.keys)
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (PyTorch's ``torch.optim.RMSprop``; beta is its ``alpha``).
+
+    .. math::
+        S \leftarrow \beta S + (1-\beta)\, g^2, \qquad
+        W \leftarrow W - \eta\, \frac{g}{\sqrt{S} + \epsilon}
+
+    ``eps_inside_sqrt=True`` uses :math:`\sqrt{S + \epsilon}` (the course slides, Keras).
+    ``centered=True`` subtracts the squared running mean of g under the root; ``momentum > 0``
+    keeps ``buf = momentum buf + g / denom`` and moves W by ``lr buf``.  The default beta = 0.9
+    is the course's and Keras'; PyTorch's default alpha is 0.99.
+
+    Parameters
+    ----------
+    params : dict or list of arrays, updated in place.
+    lr : float >= 0 or a schedule.   beta : float in [0, 1).   eps : float >= 0.
+    eps_inside_sqrt, centered, maximize : bool.   momentum : float >= 0.
+    weight_decay : float >= 0 (L2, added to the gradient).
+    """
+
+    def __init__(self, params, lr=1e-3, *, beta=0.9, eps=1e-8, eps_inside_sqrt=False,
+                 centered=False, momentum=0.0, weight_decay=0.0, maximize=False):
+        super().__init__(params, lr, beta=beta, eps=eps, eps_inside_sqrt=eps_inside_sqrt,
+                         centered=centered, momentum=momentum, weight_decay=weight_decay,
+                         maximize=maximize)
+
+    def _validate(self, beta, eps, eps_inside_sqrt, centered, momentum, weight_decay, maximize):
+        return {"beta": _k.check_beta(beta, "beta"), "eps": _k.check_nonneg(eps, "eps"),
+                "eps_inside_sqrt": _bool(eps_inside_sqrt, "eps_inside_sqrt"),
+                "centered": _bool(centered, "centered"),
+                "momentum": _k.check_nonneg(momentum, "momentum"),
+                "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
+                "maximize": _bool(maximize, "maximize")}
+
+    def _slots(self):
+        return (("sq_avg",) + (("grad_avg",) if self.hyper["centered"] else ())
+                + (("momentum_buf",) if self.hyper["momentum"] > 0 else ()))
+
+    def _update(self, grads, lr, step):
+        h = self.hyper
+        _k.rmsprop_step_multi(self._params.arrays, grads, self._state_lists["sq_avg"], lr=lr,
+                              beta=h["beta"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
+                              weight_decay=h["weight_decay"], centered=h["centered"],
+                              grad_avgs=self._state_lists.get("grad_avg"),
+                              momentum=h["momentum"],
+                              momentum_bufs=self._state_lists.get("momentum_buf"),
+                              maximize=h["maximize"], labels=self._params.keys)
+
+
+class Adam(Optimizer):
+    r"""Adam with the course's bias correction (equals ``torch.optim.Adam``).
+
+    .. math::
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
+        W \leftarrow W - \eta\,\frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    with t the step number (from 1).  ``eps_inside_sqrt=True`` puts eps under the root (the
+    course slides).  ``weight_decay`` is L2 (added to the gradient), as ``torch.optim.Adam``; use
+    :class:`AdamW` for decoupled decay.  ``amsgrad`` keeps the running max of the raw v
+    (PyTorch's form).  Defaults beta1 = 0.9, beta2 = 0.999, eps = 1e-8; lr must be tuned.
+
+    Parameters
+    ----------
+    params : dict or list of arrays, updated in place.
+    lr : float >= 0 or a schedule.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
+    eps_inside_sqrt, amsgrad, maximize : bool.   weight_decay : float >= 0.
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8,
+                 eps_inside_sqrt=False, weight_decay=0.0, amsgrad=False, maximize=False):
+        super().__init__(params, lr, beta1=beta1, beta2=beta2, eps=eps,
+                         eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
+
+    def _validate(self, beta1, beta2, eps, eps_inside_sqrt, weight_decay, amsgrad, maximize):
+        return {"beta1": _k.check_beta(beta1, "beta1"), "beta2": _k.check_beta(beta2, "beta2"),
+                "eps": _k.check_nonneg(eps, "eps"),
+                "eps_inside_sqrt": _bool(eps_inside_sqrt, "eps_inside_sqrt"),
+                "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
+                "amsgrad": _bool(amsgrad, "amsgrad"), "maximize": _bool(maximize, "maximize")}
+
+    def _slots(self):
+        return ("m", "v") + (("v_max",) if self.hyper["amsgrad"] else ())
+
+    def _update(self, grads, lr, step):
+        h = self.hyper
+        _k.adam_step_multi(self._params.arrays, grads, self._state_lists["m"],
+                           self._state_lists["v"], step=step, lr=lr, beta1=h["beta1"],
+                           beta2=h["beta2"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
+                           weight_decay=h["weight_decay"],
+                           decoupled_weight_decay=self._decoupled, amsgrad=h["amsgrad"],
+                           v_maxs=self._state_lists.get("v_max"), maximize=h["maximize"],
+                           labels=self._params.keys)
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (equals ``torch.optim.AdamW``).
+
+    .. math::
+        W \leftarrow W (1 - \eta\lambda), \quad \text{then the Adam update of } W
+
+    Parameters as :class:`Adam`, with ``weight_decay`` (lambda) defaulting to 1e-2 and applied to
+    the parameter, not added to the gradient.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False):
+        Optimizer.__init__(self, params, lr, beta1=beta1, beta2=beta2, eps=eps,
+                           eps_inside_sqrt=False, weight_decay=weight_decay, amsgrad=amsgrad,
+                           maximize=maximize)
