@@ -11,6 +11,7 @@ the wider instructions.
 """
 
 import importlib
+import importlib.util
 import os
 import warnings
 
