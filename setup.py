@@ -78,8 +78,10 @@ def _probe_openmp():
 OPENMP_FLAG = _probe_openmp()
 if OPENMP_FLAG is None:
     bar = "!" * 78
+    why = ("disabled by FASTOPT_DISABLE_OPENMP=1" if os.environ.get("FASTOPT_DISABLE_OPENMP") == "1"
+           else "NOT FOUND")
     print(f"\n{bar}\n"
-          "fastopt: OpenMP NOT FOUND - building SERIAL kernels (one thread only).\n"
+          f"fastopt: OpenMP {why} - building SERIAL kernels (one thread only).\n"
           "Install an OpenMP-capable compiler (gcc, or clang with libomp) and rebuild for threads.\n"
           f"{bar}\n", file=sys.stderr)
 
