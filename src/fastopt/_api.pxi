@@ -239,6 +239,11 @@ cdef class _Table:
         free(self.segs)
 
 
+cdef str _plural(str name):
+    # the keyword names of the multi-array entry points
+    return "velocities" if name == "velocity" else name + "s"
+
+
 cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=None):
     """Check the operands of k updates (lists[i][k] is operand i of update k; an optional
     operand's list may be None) and fill a segment table.  Raises before anything is written."""
@@ -247,12 +252,13 @@ cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=
     cdef _Table tab
     for i in range(nops):
         if lists[i] is not None and not isinstance(lists[i], (list, tuple)):
-            raise TypeError(f"{names[i]}s must be a list or tuple of arrays, "
+            raise TypeError(f"{_plural(names[i])} must be a list or tuple of arrays, "
                             f"got {type(lists[i]).__name__}")
     n = len(lists[0])
     for i in range(1, nops):
         if lists[i] is not None and len(lists[i]) != n:
-            raise ValueError(f"{names[i]}s has {len(lists[i])} arrays but {names[0]}s has {n}")
+            raise ValueError(f"{_plural(names[i])} has {len(lists[i])} arrays but "
+                             f"{_plural(names[0])} has {n}")
     l0 = lists[0]; l1 = lists[1]
     l2 = lists[2] if nops > 2 else None
     l3 = lists[3] if nops > 3 else None
@@ -519,7 +525,8 @@ def rmsprop_step(param, grad, sq_avg, *, lr, beta=0.9, eps=1e-8, eps_inside_sqrt
     cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
                                   momentum, maximize)
     _rmsprop_state_args(centered, grad_avg, h.mom > 0, momentum_buf, "")
-    _fill_seg(&s, _RMSPROP_NAMES, 5, param, grad, sq_avg, grad_avg, momentum_buf, _OPT3 | _OPT4)
+    _fill_seg(&s, _RMSPROP_NAMES, 5, param, grad, sq_avg, grad_avg, momentum_buf,
+              (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4))
     s.start = 0
     _call(kid, &s, 1, &h, _threads(n_threads))
 
@@ -571,7 +578,7 @@ def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
     cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
                                decoupled_weight_decay, amsgrad, maximize)
     _adam_state_args(amsgrad, v_max, "")
-    _fill_seg(&s, _ADAM_NAMES, 5, param, grad, m, v, v_max, _OPT4)
+    _fill_seg(&s, _ADAM_NAMES, 5, param, grad, m, v, v_max, 0 if amsgrad else _OPT4)
     s.start = 0
     _call(kid, &s, 1, &h, _threads(n_threads))
 
@@ -696,7 +703,7 @@ def rmsprop_step_multi(list params, list grads, list sq_avgs, *, lr, beta=0.9, e
     cdef _Table t
     _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
     t = _fill_table(_RMSPROP_NAMES, (params, grads, sq_avgs, grad_avgs, momentum_bufs),
-                    _OPT3 | _OPT4, labels)
+                    (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4), labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
@@ -710,7 +717,8 @@ def adam_step_multi(list params, list grads, list ms, list vs, *, step, lr=1e-3,
                                decoupled_weight_decay, amsgrad, maximize)
     cdef _Table t
     _adam_state_args(amsgrad, v_maxs, "s")
-    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), _OPT4, labels)
+    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), 0 if amsgrad else _OPT4,
+                    labels)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 

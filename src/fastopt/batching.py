@@ -13,9 +13,9 @@ Layouts (``axis`` names the axis that holds the examples):
   the cache once (X[:, idx] touches a cache line per element instead), into one buffer of shape
   (n_batches, n_x, batch_size) whose slices are the batches.
 
-Every batch is a C-contiguous array.  By default every epoch gets fresh arrays, so batches a user
-keeps stay valid; ``reuse_buffers=True`` reuses the same memory every epoch (no allocation after
-the first), and a kept batch is then overwritten by the next epoch.
+Every batch is a C-contiguous array.  By default every batch is a fresh array, so batches a user
+keeps stay valid; ``reuse_buffers=True`` reuses the same memory (no allocation per batch after the
+first epoch), and a batch is then valid only until the next batch is drawn.
 """
 
 import math
@@ -51,7 +51,8 @@ class MiniBatches:
     seed : int, numpy.random.Generator or None, seeds one Generator for the whole life of the
         iterator, so a run is reproducible.
     drop_last : bool, drop the partial last batch.
-    reuse_buffers : bool, reuse the batch memory every epoch instead of allocating fresh arrays.
+    reuse_buffers : bool, reuse the batch memory instead of allocating fresh arrays: nothing is
+        allocated per batch, and a batch is valid only until the next one is drawn.
 
     Attributes
     ----------

@@ -92,6 +92,8 @@ def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
                                              and out.strides == x.strides):
             raise ValueError("out overlaps series without being the same array")
         res = out
+    if x.size == 0:
+        return res
     x2 = np.moveaxis(x, ax, 0)
     x2 = x2.reshape(x2.shape[0], -1)             # a copy only of the (read-only) input, if needed
     r = np.moveaxis(res, ax, 0)
