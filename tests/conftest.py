@@ -255,8 +255,7 @@ def set_input(arrays, kernel, opts, values):
         g = a[name]
         w = g.flags.writeable
         g.flags.writeable = True
-        g[...] = np.asarray(values, dtype=np.float64).reshape(g.shape) \
-            if not callable(values) else values(g.shape)
+        g[...] = np.asarray(values, dtype=np.float64).reshape(g.shape)
         g.flags.writeable = w
 
 

@@ -31,6 +31,11 @@ from conftest import (
     some_params,
 )
 
+
+def all_on_params():
+    """The last (every option on) combination of each kernel."""
+    return [pytest.param(k, list(option_grid(k))[-1], id=k) for k in KERNELS]
+
 STEPS = 10
 LEVELS = _dispatch.available()
 
@@ -175,7 +180,7 @@ def test_awkward_arrays(kernel, opts, case, rng):
         assert a.shape == case.shape and a.dtype == case.dtype
 
 
-@pytest.mark.parametrize("case", case_params(sizes=BIG_SIZES[1:3], layouts=("offset", "3d")))
+@pytest.mark.parametrize("case", case_params(sizes=BIG_SIZES[1:2], layouts=("offset", "3d")))
 @pytest.mark.parametrize("kernel, opts", some_params())
 def test_awkward_arrays_above_threshold(kernel, opts, case, rng):
     _parity(kernel, opts, case, rng, readonly_grad=True, steps=3)
@@ -229,7 +234,7 @@ def test_readonly_input_accepted_and_not_written(kernel, opts, rng):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
-def test_grad_may_be_a_readonly_broadcast_free_view_of_another_buffer(dtype, rng):
+def test_grad_may_be_a_readonly_slice_of_a_larger_buffer(dtype, rng):
     """A read-only slice of a larger buffer (not owning its memory) works as grad."""
     buf = rng.standard_normal(50).astype(dtype)
     g = buf[3:23]
@@ -269,17 +274,17 @@ def test_public_api_is_the_dispatched_build():
 # 3. Threads and ISA builds: bitwise reproducibility.
 # ------------------------------------------------------------------------------------------------
 
-THREAD_COUNTS = (1, 2, None, 3, -1)
+THREAD_COUNTS = (1, 2, None, 3)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "offset"])
-@pytest.mark.parametrize("n", BIG_SIZES[1:])
+@pytest.mark.parametrize("n", [BIG_SIZES[1], BIG_SIZES[3]])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("kernel, opts", some_params())
 def test_thread_counts_bitwise_equal(kernel, opts, dtype, n, layout, rng):
     case = ArrayCase(n, dtype, layout)
     start = make_arrays(kernel, opts, case, rng)
-    grads = _grads(rng, n, 3)
+    grads = _grads(rng, n, 2)
     results = {}
     for nt in THREAD_COUNTS:
         arrays = copy_arrays(start, layout)
@@ -290,15 +295,15 @@ def test_thread_counts_bitwise_equal(kernel, opts, dtype, n, layout, rng):
 
 
 @pytest.mark.parametrize("case", case_params(sizes=SMALL_SIZES, layouts=("contiguous", "offset")))
-@pytest.mark.parametrize("kernel, opts", some_params())
+@pytest.mark.parametrize("kernel, opts", all_on_params())
 def test_thread_split_of_small_arrays_bitwise(kernel, opts, case, rng, serial_threshold):
     """With the serial threshold at 0 even a 7-element array is split over threads: every split
     (on 64-byte lines, possibly empty pieces) gives bitwise the serial result."""
     serial_threshold(0)
     start = make_arrays(kernel, opts, case, rng)
-    grads = _grads(rng, case.n, 2)
+    grads = _grads(rng, case.n, 1)
     results = {}
-    for nt in (1, 2, 3, 4, 7):
+    for nt in (1, 2, 3, 16):                   # 16: more threads than 64-byte lines
         arrays = copy_arrays(start, case.layout)
         _run(fastopt, kernel, opts, arrays, grads, n_threads=nt)
         results[nt] = arrays
@@ -381,7 +386,7 @@ def _multi_setup(kernel, opts, rng, sizes=MULTI_SIZES, mixed=True):
 
 
 def _multi_vs_single(mod, kernel, opts, rng, *, sizes=MULTI_SIZES, mixed=True, n_threads=None,
-                     steps=3):
+                     steps=2):
     multi = _multi_setup(kernel, opts, rng, sizes, mixed)
     single = [copy_arrays(a) for a in multi]
     for t in range(1, steps + 1):
@@ -396,9 +401,14 @@ def _multi_vs_single(mod, kernel, opts, rng, *, sizes=MULTI_SIZES, mixed=True, n
     return multi, single
 
 
-@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("kernel, opts", grid_params())
-def test_multi_equals_single_calls(kernel, opts, level, rng):
+def test_multi_equals_single_calls(kernel, opts, rng):
+    _multi_vs_single(_dispatch.kernels, kernel, opts, rng)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("kernel, opts", some_params())
+def test_multi_equals_single_calls_every_level(kernel, opts, level, rng):
     _multi_vs_single(_dispatch.load(level), kernel, opts, rng)
 
 
@@ -421,9 +431,8 @@ def test_multi_many_small_arrays_above_threshold(kernel, opts, rng):
 
 @pytest.mark.parametrize("kernel, opts", some_params())
 def test_multi_matches_reference(kernel, opts, rng):
+    """One more multi step, checked against the reference directly (not via single calls)."""
     multi, _ = _multi_vs_single(_dispatch.kernels, kernel, opts, rng, sizes=(5, 31), steps=1)
-    # and the single calls themselves were checked against the reference elsewhere; here check
-    # one multi step against the reference directly
     before = [copy_arrays(a) for a in multi]
     for a in before:
         call(reference, kernel, a, opts, step=2)
