@@ -62,13 +62,14 @@ class ParamSet:
         """The gradients as a list in parameter order.
 
         Accepts a dict with the parameters' keys, a dict with the course's keys ("dW1" for "W1"),
-        or a list/tuple in parameter order.  Missing or extra entries raise before anything is
+        or a list/tuple in parameter order (for dict parameters: the order of their keys).  Missing or extra entries raise before anything is
         written; shapes and dtypes are checked by the kernel, also before anything is written.
         """
-        if self.is_dict:
+        if self.is_dict and not isinstance(grads, (list, tuple)):
             if not isinstance(grads, Mapping):
                 raise TypeError(f"{what} must be a dict like the parameters (keys "
-                                f"{self.keys[:3]}...), got {_describe(grads)}")
+                                f"{self.keys[:3]}...) or a list in their order, "
+                                f"got {_describe(grads)}")
             out = []
             used = set()
             for k in self.keys:

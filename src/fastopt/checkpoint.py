@@ -5,6 +5,8 @@ The file holds only numeric, boolean and string arrays (``np.savez`` of the ``st
 ValueError before anything changes.
 """
 
+import zipfile
+
 import numpy as np
 
 _SEP = "/"
@@ -64,10 +66,15 @@ def load_state(path, opt):
     """Load a file written by :func:`save_state` into `opt` (validated first; nothing changes on
     error).  Loading never unpickles: object arrays and pickles raise ValueError."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("not an .npz archive")
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot load optimizer state from {path!r}: {exc}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"cannot load optimizer state from {path!r}: not an .npz archive "
+                         f"written by fastopt.save_state")
+    try:
+        with loaded as f:
             files = {name: f[name] for name in f.files}
-    except ValueError as exc:
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"cannot load optimizer state from {path!r}: {exc}") from None
     opt.load_state_dict(_unflatten(files))

@@ -36,11 +36,14 @@ def clip_grad_norm(grads, max_norm, *, eps=1e-6):
     .. math::
         \|g\| = \sqrt{\textstyle\sum_i \|g_i\|_F^2}, \qquad
         g_i \leftarrow g_i \cdot \frac{\text{max\_norm}}{\|g\| + \text{eps}}
-        \quad \text{when that factor is} < 1
+        \quad \text{when } \|g\| > \text{max\_norm}
 
-    as ``torch.nn.utils.clip_grad_norm_``.  The norm is one native pass over all arrays,
-    accumulated in float64; the scaling (only when needed) is a second, in place.  A NaN or Inf
-    norm leaves the gradients unchanged (see ``Optimizer.step(..., skip_if_nonfinite=True)``).
+    the factor of ``torch.nn.utils.clip_grad_norm_`` (which also scales, by slightly less than 1,
+    a norm within eps below max_norm; fastopt leaves that alone).  The norm is one native pass
+    over all arrays, accumulated in float64; the scaling (only when needed) is a second, in
+    place.  A NaN or Inf norm (including float64 squares that overflow) leaves the gradients
+    unchanged, where PyTorch would zero them: see
+    ``Optimizer.step(..., skip_if_nonfinite=True)`` to skip such steps.
 
     Parameters
     ----------
@@ -65,9 +68,8 @@ def clip_grad_norm(grads, max_norm, *, eps=1e-6):
     max_norm = _k.check_nonneg(max_norm, "max_norm")
     eps = _k.check_nonneg(eps, "eps")
     norm = math.sqrt(_k.sumsq_multi(arrays, labels=keys, writable=True))
-    coef = max_norm / (norm + eps) if norm + eps > 0 else math.inf
-    if coef < 1.0:
-        _k.scale_multi(arrays, coef, labels=keys)
+    if math.isfinite(norm) and norm > max_norm:
+        _k.scale_multi(arrays, max_norm / (norm + eps), labels=keys)
     return norm
 
 
