@@ -15,7 +15,7 @@ The public API, flat::
 See README.md for the formulas and the conventions each keyword selects.
 """
 
-from . import reference
+from . import course, reference
 from ._config import get_num_threads, set_num_threads, show_config
 from ._version import __version__
 from .batching import MiniBatches, minibatches
@@ -58,6 +58,7 @@ __all__ = [
     "as_schedule",
     "clip_grad_norm",
     "constant",
+    "course",
     "exponential_decay",
     "global_norm",
     "inverse_sqrt_decay",

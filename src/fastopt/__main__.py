@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastopt info | bench [...]``."""
+"""Command line: ``python -m fastopt info | bench [...] | demo [...]``."""
 
 import argparse
 import sys
@@ -12,6 +12,10 @@ def main(argv=None):
     bench = sub.add_parser("bench", help="benchmark the kernels against NumPy (and PyTorch)")
     from ._bench import add_arguments as add_bench_arguments
     add_bench_arguments(bench)
+    demo = sub.add_parser("demo", help="train small networks with every optimizer of the course "
+                                       "and compare them (table and figure)")
+    from .demo.cli import add_arguments as add_demo_arguments
+    add_demo_arguments(demo)
     args = parser.parse_args(argv)
     if args.command == "info":
         from ._config import show_config
@@ -20,6 +24,9 @@ def main(argv=None):
     if args.command == "bench":
         from ._bench import run
         return run(args)
+    if args.command == "demo":
+        from .demo.cli import run as run_demo
+        return run_demo(args)
     return 2
 
 

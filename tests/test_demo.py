@@ -1,0 +1,211 @@
+"""The demo (``python -m fastopt demo``) and examples/train_mlp.py.
+
+Back-propagation against finite differences, the data generator, the command line with tiny
+epochs (table, PNG, missing-dependency exit code), the experiments at their default settings
+(the accuracies the demo promises), determinism, and the example as a subprocess."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt.__main__ import main
+from fastopt.demo import data, experiments, nn
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# The network: back-propagation is the derivative of the cost
+# ------------------------------------------------------------------------------------------------
+
+def numerical_grads(params, X, Y, h=1e-6):
+    """Central differences of nn.cost with respect to every parameter element."""
+    grads = {}
+    for name, p in params.items():
+        g = np.empty_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + h
+            plus = nn.cost(nn.forward(params, X)[1], Y)
+            p[i] = old - h
+            minus = nn.cost(nn.forward(params, X)[1], Y)
+            p[i] = old
+            g[i] = (plus - minus) / (2 * h)
+        grads["d" + name] = g
+    return grads
+
+
+@pytest.mark.parametrize("layers, n_classes", [([3, 4, 3, 1], 1), ([4, 6, 5, 3], 3),
+                                               ([2, 5, 2, 1], 1)])
+def test_backprop_matches_finite_differences(layers, n_classes):
+    rng = np.random.default_rng(sum(layers))
+    m = 9
+    X = rng.standard_normal((layers[0], m))
+    if n_classes == 1:
+        Y = (rng.random((1, m)) > 0.5).astype(float)
+    else:
+        Y = data.one_hot(rng.integers(0, n_classes, m), n_classes)
+    params = nn.init_params(layers, seed=5)
+    for k in params:                                   # non-zero biases: every term is tested
+        if k.startswith("b"):
+            params[k] += rng.uniform(-0.3, 0.3, params[k].shape)
+    cost, grads = nn.cost_and_grads(params, X, Y)
+    expected = numerical_grads(params, X, Y)
+    assert sorted(grads) == sorted(expected)
+    for k in expected:
+        assert grads[k].shape == expected[k].shape and grads[k].flags.c_contiguous
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-5, atol=1e-8, err_msg=k)
+    assert np.isfinite(cost) and cost > 0
+
+
+def test_cost_matches_the_course_formula_and_survives_saturation():
+    Z = np.array([[-3.0, 0.5, 2.0]])
+    Y = np.array([[0.0, 1.0, 1.0]])
+    A = 1 / (1 + np.exp(-Z))
+    course = -np.mean(Y * np.log(A) + (1 - Y) * np.log(1 - A))
+    assert nn.cost([None, (A, Z)], Y) == pytest.approx(course, rel=1e-12)
+    huge = np.array([[800.0, -800.0]])                 # probabilities round to exactly 1 and 0
+    assert nn.cost([None, (None, huge)], np.array([[1.0, 0.0]])) == pytest.approx(0.0, abs=1e-12)
+    assert nn.cost([None, (None, huge)], np.array([[0.0, 1.0]])) == pytest.approx(800.0)
+
+
+def test_make_moons_is_deterministic_balanced_and_interleaved():
+    X, Y = data.make_moons(301, noise=0.0, seed=1)
+    assert X.shape == (2, 301) and Y.shape == (1, 301)
+    assert X.flags.c_contiguous and Y.flags.c_contiguous
+    assert int(Y.sum()) == 151                                      # 150 upper, 151 lower
+    upper, lower = X[:, Y[0] == 0], X[:, Y[0] == 1]
+    np.testing.assert_allclose(np.hypot(*upper), 1.0)               # radius 1 around (0, 0)
+    np.testing.assert_allclose(np.hypot(lower[0] - 1, lower[1] - 0.5), 1.0)
+    assert upper[1].min() >= -1e-12 and lower[1].max() <= 0.5 + 1e-12
+    X2, Y2 = data.make_moons(301, noise=0.0, seed=1)
+    np.testing.assert_array_equal(X, X2)
+    assert not np.array_equal(data.make_moons(50, seed=1)[0], data.make_moons(50, seed=2)[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# The experiments
+# ------------------------------------------------------------------------------------------------
+
+def test_experiment_results_are_deterministic_and_fair():
+    a = experiments.run_moons(epochs=3, seed=1)
+    b = experiments.run_moons(epochs=3, seed=1)
+    c = experiments.run_moons(epochs=3, seed=2)
+    assert list(a) == ["mini-batch GD", "momentum", "Adam", "Adam + 1/t decay",
+                       "Adam + staircase decay"]
+    for name, r in a.items():
+        np.testing.assert_array_equal(r["costs"], b[name]["costs"])
+        for k in r["params"]:
+            np.testing.assert_array_equal(r["params"][k], b[name]["params"][k])
+        assert not np.array_equal(r["costs"], c[name]["costs"])
+        # same network, initialisation and first batch for every optimizer
+        assert r["costs"][0] == a["Adam"]["costs"][0]
+        assert r["steps"] == r["costs"].size == 3 * 5 and r["epochs"] == 3
+        np.testing.assert_array_equal(r["smoothed"],
+                                      fastopt.ewa(r["costs"], beta=r["smoothing_beta"]))
+        assert r["lr_curve"].shape == (3,)
+    assert a["Adam + staircase decay"]["lr_curve"].tolist() == [0.01, 0.005, 0.01 / 3]
+    np.testing.assert_allclose(a["Adam + 1/t decay"]["lr_curve"], [0.01, 0.005, 0.01 / 3])
+    assert np.ptp(a["Adam"]["lr_curve"]) == 0
+
+
+def test_default_experiments_reach_the_promised_accuracies():
+    """The demo's claims at its default settings (about 5-10 s on a 2-core machine)."""
+    moons = experiments.run_moons()
+    adam, gd = moons["Adam"]["train_acc"], moons["mini-batch GD"]["train_acc"]
+    assert moons["Adam"]["epochs"] == moons["mini-batch GD"]["epochs"] == experiments.MOONS_EPOCHS
+    assert adam >= 0.90, moons["Adam"]
+    assert gd <= adam - 0.05, (gd, adam)                   # clearly lower in the same epochs
+    for name in ("Adam + 1/t decay", "Adam + staircase decay"):
+        assert moons[name]["train_acc"] >= 0.90
+    pytest.importorskip("sklearn")
+    digits = experiments.run_digits()
+    assert digits["Adam"]["test_acc"] >= 0.95, digits["Adam"]
+    assert digits["Adam"]["epochs"] == experiments.DIGITS_EPOCHS
+    assert digits["SGD (batch 1)"]["steps"] == 1348 * digits["SGD (batch 1)"]["epochs"]
+    assert digits["batch GD"]["steps"] == experiments.DIGITS_EPOCHS
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------
+
+def test_cli_tiny_run_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--epochs", "2", "--seed", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("mini-batch GD", "Adam + staircase decay", "batch GD", "SGD (batch 1)",
+                 "RMSprop", "final cost", "steps/s", f"wrote {out}"):
+        assert name in printed
+    raw = out.read_bytes()
+    assert raw[:8] == PNG_SIGNATURE and raw[12:16] == b"IHDR"
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    assert width > 800 and height > 600
+    import matplotlib.image
+    assert matplotlib.image.imread(str(out)).shape[:2] == (height, width)
+
+
+def test_cli_in_a_subprocess_without_plot(tmp_path):
+    pytest.importorskip("tqdm")
+    proc = subprocess.run([sys.executable, "-m", "fastopt", "demo", "--experiment", "moons",
+                           "--epochs", "1", "--no-plot"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Adam + 1/t decay" in proc.stdout and "total wall time" in proc.stdout
+    assert not list(tmp_path.iterdir())                    # --no-plot writes nothing
+
+
+@pytest.mark.parametrize("module", ["matplotlib", "sklearn", "tqdm"])
+def test_cli_missing_dependency_says_what_to_install(module, monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, module, None)         # makes the module unimportable
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "fastopt[demo]"' in err
+    assert "pip install matplotlib scikit-learn tqdm" in err
+    assert {"sklearn": "scikit-learn"}.get(module, module) in err.split("Install")[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_no_plot_does_not_need_matplotlib(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["demo", "--experiment", "moons", "--epochs", "1", "--no-plot"]) == 0
+    assert "Adam" in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_options():
+    with pytest.raises(SystemExit):
+        main(["demo", "--epochs", "0"])
+    with pytest.raises(SystemExit):
+        main(["demo", "--experiment", "mnist"])
+
+
+def test_info_subcommand_still_works(capsys):
+    assert main(["info"]) == 0
+    assert "fastopt" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# examples/train_mlp.py
+# ------------------------------------------------------------------------------------------------
+
+def test_train_mlp_example_runs_and_resumes_exactly():
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_mlp.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "resumed at epoch 30" in out
+    assert "resumed run equals the run that never stopped: yes" in out
+    final = [line for line in out.splitlines() if line.startswith("epoch  60")]
+    assert final, out
+    train_acc = float(final[0].split("train ")[1].split("%")[0])
+    assert train_acc >= 90.0
+    assert "EMA of the weights: train" in out
