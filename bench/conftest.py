@@ -29,7 +29,7 @@ THREADS = get_num_threads()
 def pytest_addoption(parser):
     group = parser.getgroup("fastopt-bench", "fastopt benchmark cases")
     group.addoption("--bench-sizes", default=DEFAULT_SIZES,
-                    help=f"comma-separated exponents of 2 (or element counts > 64); "
+                    help=f"comma-separated exponents of 2 (or element counts > 40); "
                          f"default {DEFAULT_SIZES}")
     group.addoption("--bench-dtypes", default=DEFAULT_DTYPES,
                     help=f"comma-separated float32/float64; default {DEFAULT_DTYPES}")

@@ -72,8 +72,13 @@ THRESHOLD_KERNELS = ("adam", "sgd", "ewa")
 
 
 class Case:
-    """The arrays of one (kernel, size, dtype) benchmark: NumPy's default allocation, filled with
-    values that keep every implementation finite and away from denormals however often it runs."""
+    """The arrays of one (kernel, size, dtype) benchmark, shared by every implementation (the
+    same memory footprint and cache state for all), from NumPy's default allocation.
+
+    The gradient (``value`` for EWA) is positive, so that the same-traffic reference's
+    ``x += grad`` keeps Adam's ``v`` and RMSprop's ``sq_avg`` positive; every implementation stays
+    finite and away from denormals however often it runs (the sign does not change the speed).
+    """
 
     def __init__(self, kernel, n, dtype=np.float32, seed=0):
         self.info = KERNELS[kernel]
@@ -82,32 +87,21 @@ class Case:
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(seed)
         arrs = []
-        for i, name in enumerate(self.info.arrays):
+        for name in self.info.arrays:
             a = rng.random(self.n, dtype=self.dtype)             # [0, 1)
-            if name in ("param", "avg"):
-                a -= 0.5
-            elif name in ("grad", "value"):
-                a -= 0.5
-                a *= 0.02
+            if name in ("grad", "value"):
+                a *= 1e-3                                         # (0, 1e-3]
+                a += 1e-4
             elif name in ("sq_avg", "v"):
-                a *= 1e-4                                         # > 0
-                a += 1e-6
-            else:                                                 # m, velocity
+                a *= 1e-6                                         # > 0
+                a += 1e-8
+            elif name in ("m", "velocity"):
+                a *= 1e-3
+            else:                                                 # param, avg
                 a -= 0.5
-                a *= 0.01
             arrs.append(a)
         self.arrays = tuple(arrs)
         self.scratch = np.empty(self.n, dtype=self.dtype)
-        self._ref_arrays = None
-
-    @property
-    def ref_arrays(self):
-        """Arrays for the same-traffic reference: its own copies of the written arrays (``x +=
-        grad`` would drive Adam's ``v`` negative), the read-only one shared."""
-        if self._ref_arrays is None:
-            a = self.arrays
-            self._ref_arrays = (a[0].copy(), a[1]) + tuple(x.copy() for x in a[2:])
-        return self._ref_arrays
 
     @property
     def nbytes_moved(self):
@@ -197,7 +191,7 @@ def fastopt_fn(case, n_threads):
 
 def traffic_fn(case, n_threads):
     """same_traffic_step over the arrays the update writes, reading the read-only one."""
-    written, value, *state = case.ref_arrays
+    written, value, *state = case.arrays
     st = _fk.same_traffic_step
     return lambda: st(written, value, *state, n_threads=n_threads)
 
@@ -358,23 +352,18 @@ def measure(cands, repeat, min_time):
     return [c.median for c in cands]
 
 
-def time_median(fn, repeat=7, min_time=2e-3):
-    """Median seconds per call of `fn` (perf_counter, inner loops for small work)."""
-    c = Candidate("", 1, fn)
-    measure([c], repeat, min_time)
-    return c.median
-
-
 # ------------------------------------------------------------------------------------------------
 # The command
 # ------------------------------------------------------------------------------------------------
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="fewer sizes and samples (< 30 s): 2^10, 2^14, 2^20, and 2^24 for adam")
+                        help="fewer sizes and samples (< 30 s): 2^10, 2^14, 2^20, and 2^24 "
+                             "for adam")
     parser.add_argument("--sizes", default=None,
                         help="comma-separated sizes: exponents of 2 (20 means 2^20) or element "
-                             "counts (> 64); default 10,14,17,20,24 (--quick: 10,14,20, and 24 for adam)")
+                             "counts (> 40); default 10,14,17,20,24 (--quick: 10,14,20, and 24 "
+                             "for adam)")
     parser.add_argument("--kernels", default=None,
                         help=f"comma-separated, from {','.join(KERNELS)} (default: all; "
                              f"--threshold: {','.join(THRESHOLD_KERNELS)})")
@@ -401,7 +390,7 @@ def _parse_sizes(text):
         k = int(tok)
         if k < 0:
             raise ValueError(f"size must be >= 0, got {k}")
-        out.append(1 << k if k <= 64 else k)
+        out.append(1 << k if k <= 40 else k)
     return out
 
 
@@ -532,10 +521,10 @@ def run(args):
     if args.threshold:
         return run_threshold(kernels, dtype, sizes, args.threads or 2, args.repeat or 15)
 
-    torch = None if args.no_torch else import_torch()
-    threads = args.threads or get_num_threads()
+    threads = args.threads or get_num_threads()       # before torch can touch OpenMP's default
+    torch = None if getattr(args, "no_torch", False) else import_torch()
     repeat = args.repeat or (5 if quick else 9)
-    min_time = 1e-3 if quick else 5e-3
+    min_time = 1.5e-3 if quick else 1e-2
     if sizes is None:
         plan = {k: [1 << e for e in (QUICK_SIZES if quick else DEFAULT_SIZES)] for k in kernels}
         if quick and "adam" in plan:
@@ -546,13 +535,14 @@ def run(args):
     torch_threads0 = torch.get_num_threads() if torch is not None else None
     print(f"dtype {dtype}, {threads} thread(s) (and 1), median of {repeat} round-robin samples; "
           f"torch {'%s, same thread counts' % torch.__version__ if torch else 'not used'}; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, {_load()}")
     print("GB/s: bytes the update must move ((reads + writes) x itemsize x n) / median time.  "
           "of ref: same-traffic ref time / this time, same threads.\nvs course, vs in-place: "
           "speed-up of this row over the NumPy rows.  fastopt x: this time / fastopt's time at "
-          "the same threads.  iqr: interquartile range of the samples / median.\nBelow the serial threshold "
-          f"({get_serial_threshold()} elements) fastopt and the ref run on one thread whatever "
-          "'thr' says.")
+          "the same threads.  iqr: interquartile range of the samples / median.\nBelow the "
+          f"serial threshold ({get_serial_threshold()} elements) fastopt and the ref run on one "
+          "thread whatever 'thr' says.")
+    _warn_if_busy(threads)
     results = {}
     t_start = time.perf_counter()
     try:
@@ -575,8 +565,27 @@ def run(args):
           f"{t_adam * 1e9:.0f} ns, np.add(a, b, out=a) {t_add * 1e9:.0f} ns "
           f"(ratio {t_adam / t_add:.2f}; a Python call of an empty lambda: {t_empty * 1e9:.0f} ns)")
     _print_targets(results, threads, dtype, t_adam / t_add)
-    print(f"\n(benchmark time {time.perf_counter() - t_start:.1f} s)")
+    print(f"\n(benchmark time {time.perf_counter() - t_start:.1f} s, {_load()})")
     return 0
+
+
+def _warn_if_busy(threads):
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    cpus = os.cpu_count() or 1
+    if threads > 1 and load > cpus - 0.5:
+        print(f"warning: load average {load:.2f} on {cpus} CPUs: while other processes hold the "
+              f"cores, every {threads}-thread region can wait a scheduler tick (ms); the 1-thread "
+              f"rows are the reliable ones")
+
+
+def _load():
+    try:
+        return "load average %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "load average unknown"
 
 
 def _get(results, kernel, n, kind, threads, label=None):
@@ -656,16 +665,18 @@ def run_threshold(kernels, dtype, sizes, threads, repeat):
         print(f"warning: {os.cpu_count()} CPU(s) for {threads} threads: the crossover is "
               "meaningless", file=sys.stderr)
     old = get_serial_threshold()
+    _warn_if_busy(threads)
     print(f"serial threshold set to 0 for the measurement (was {old}); dtype {dtype}; "
-          f"1 vs {threads} threads; median of {repeat} round-robin samples")
+          f"1 vs {threads} threads; median of {repeat} round-robin samples; {_load()}")
     found = {}
     set_serial_threshold(0)
     try:
         for kernel in kernels:
             print(f"\n{kernel}")
-            print(f"{'n':>8}  {'1 thr µs':>9}  {f'{threads} thr µs':>9}  {'1/' + str(threads):>6}")
+            head = f"{threads} thr µs"
+            print(f"{'n':>8}  {'1 thr µs':>9}  {head:>9}  {'1/' + str(threads):>6}")
             t1s, t2s = [], []
-            for n in plan[kernel]:
+            for n in sizes:
                 case = Case(kernel, n, dtype)
                 cands = [Candidate("1", 1, fastopt_fn(case, 1)),
                          Candidate(str(threads), threads, fastopt_fn(case, threads))]
