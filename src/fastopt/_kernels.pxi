@@ -366,10 +366,20 @@ ctypedef struct Seg:
     Py_ssize_t isz         # bytes per element (4 or 8): one call may mix float32 and float64
 
 
-# Below this many elements in one call the kernels run on one thread: opening a parallel region
-# costs ~1.2 us on the 2-core development machine, more than the whole update below this size.
-# Measured with `python -m fastopt bench --threshold`; see README "Threads".
+# Below this many elements in one call the light kernels (SGD, momentum, EWA, scaling) run on one
+# thread: opening a parallel region costs ~1.2 us on the 2-core development machine, more than the
+# whole update below this size.  RMSprop and Adam (a square root and a division per element) cost
+# about 4x more per element, so they go parallel from a quarter of it.  Measured with
+# `python -m fastopt bench --threshold` (2 threads start to win at ~32-46k elements for SGD/EWA and
+# ~8k for Adam); see README "Threads".
 cdef Py_ssize_t _serial_threshold = 32768
+
+
+cdef inline Py_ssize_t _threshold(int kid) noexcept nogil:
+    cdef int family = kid & ~15
+    if family == K_ADAM or family == K_RMSPROP:
+        return _serial_threshold // 4
+    return _serial_threshold
 # Library default thread count; 0 means "ask OpenMP" (OMP_NUM_THREADS, threadpoolctl limits).
 cdef int _default_threads = 0
 
@@ -466,7 +476,7 @@ cdef void _run(int kid, const Seg* segs, Py_ssize_t nseg, const Hyper* h,
         return
     total = segs[nseg - 1].start + segs[nseg - 1].n
     nt = n_threads
-    if nt > 1 and total >= _serial_threshold:
+    if nt > 1 and total >= _threshold(kid):
         for t in prange(nt, num_threads=nt, schedule="static"):
             _work(kid, segs, nseg, _bound(segs, nseg, total, t, nt),
                   _bound(segs, nseg, total, t + 1, nt), h)
