@@ -8,7 +8,9 @@ fast kernel must survive: empty and tiny sizes, sizes around SIMD widths (8 floa
 the 64-byte peel and the thread split see every alignment), and multi-dimensional shapes.
 """
 
+import contextlib
 import itertools
+import os
 import zlib
 from dataclasses import dataclass, field
 
@@ -354,3 +356,28 @@ def restore_library_settings():
 def serial_threshold():
     """Set the serial threshold for this test (e.g. 0: thread even tiny arrays)."""
     return _config.set_serial_threshold
+
+
+def require_torch():
+    """torch, or a skip; a test failure (not a skip) when FASTOPT_REQUIRE_TORCH=1, so CI can never
+    silently skip the PyTorch parity tests.  Call it at the top of each test that needs torch."""
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("FASTOPT_REQUIRE_TORCH") == "1":
+            pytest.fail("FASTOPT_REQUIRE_TORCH=1 but torch is not importable", pytrace=False)
+        pytest.skip("torch is not installed")
+    return torch
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Set the library's default thread count for the block, then restore the previous setting."""
+    mods = _all_modules()
+    saved = [m._get_default_threads() for m in mods]
+    fastopt.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for m, t in zip(mods, saved):
+            m._set_default_threads(t)

@@ -8,39 +8,15 @@
   step (nothing changes, False returned, ``skipped_steps`` counts).
 """
 
-import contextlib
-import os
 
 import numpy as np
 import pytest
+from conftest import num_threads, require_torch
 
 import fastopt
-from fastopt import _dispatch
 
 SERIAL_THRESHOLD = fastopt.show_config(print_=False)["serial_threshold"]
 SIZES = (0, 1, 7, 16, 17, 1023, 4099, SERIAL_THRESHOLD + 5, 3 * SERIAL_THRESHOLD + 13)
-
-
-def require_torch():
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("FASTOPT_REQUIRE_TORCH") == "1":
-            pytest.fail("FASTOPT_REQUIRE_TORCH=1 but torch is not installed")
-        pytest.skip("torch is not installed")
-    return torch
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    mods = [_dispatch.load(lv) for lv in _dispatch.available()]
-    saved = [m._get_default_threads() for m in mods]
-    fastopt.set_num_threads(n)
-    try:
-        yield
-    finally:
-        for m, t in zip(mods, saved):
-            m._set_default_threads(t)
 
 
 def mixed_arrays(rng, scale=1.0):

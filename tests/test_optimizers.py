@@ -13,15 +13,13 @@ What is checked here:
 * state arrays: 64-byte aligned, zero-initialised, named; counters; constructor validation.
 """
 
-import contextlib
-import os
 
 import numpy as np
 import pytest
+from conftest import num_threads, require_torch
 
 import fastopt
 import fastopt.optimizers as optimizers_module
-from fastopt import _dispatch
 
 SERIAL_THRESHOLD = fastopt.show_config(print_=False)["serial_threshold"]
 
@@ -32,30 +30,6 @@ CLASSES = {"SGD": fastopt.SGD, "Momentum": fastopt.Momentum, "RMSprop": fastopt.
 # ------------------------------------------------------------------------------------------------
 # Helpers.
 # ------------------------------------------------------------------------------------------------
-
-def require_torch():
-    """torch, or skip (fail when FASTOPT_REQUIRE_TORCH=1: CI must not skip the parity tests)."""
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("FASTOPT_REQUIRE_TORCH") == "1":
-            pytest.fail("FASTOPT_REQUIRE_TORCH=1 but torch is not installed")
-        pytest.skip("torch is not installed")
-    return torch
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    """Set the library's default thread count for the block, then restore the previous setting."""
-    mods = [_dispatch.load(lv) for lv in _dispatch.available()]
-    saved = [m._get_default_threads() for m in mods]
-    fastopt.set_num_threads(n)
-    try:
-        yield
-    finally:
-        for m, t in zip(mods, saved):
-            m._set_default_threads(t)
-
 
 def snapshot(opt, extra=()):
     """Bytes of every parameter and state array, and the counters."""

@@ -18,7 +18,6 @@ keeps stay valid; ``reuse_buffers=True`` reuses the same memory (no allocation p
 first epoch), and a batch is then valid only until the next batch is drawn.
 """
 
-import math
 import operator
 
 import numpy as np
