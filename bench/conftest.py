@@ -8,6 +8,10 @@ Options: ``--bench-sizes 10,14,20`` (exponents of 2, or element counts > 64),
 ``--bench-dtypes float32,float64``, ``--bench-kernels sgd,momentum,rmsprop,adam,adamw,ewa``.
 torch rows appear when torch is importable (set FASTOPT_BENCH_NO_TORCH=1 to leave them out); torch
 runs on fastopt's default thread count.
+
+The training-loop suite (``test_bench_training.py``) adds ``--bench-batch-sizes 64,256`` (the
+mini-batch epoch) and ``--bench-rounds 5`` (rounds of its clipping and epoch benchmarks, which take
+milliseconds to a second a call); its fixtures ``bench_threads`` and ``bench_torch`` are below.
 """
 
 import functools
@@ -20,6 +24,8 @@ from fastopt._config import get_num_threads
 
 DEFAULT_SIZES = "10,14,20"
 DEFAULT_DTYPES = "float32,float64"
+DEFAULT_BATCH_SIZES = ",".join(str(b) for b in _bench.EPOCH_BATCHES)
+DEFAULT_ROUNDS = 5
 
 # fastopt's default thread count, read before torch is imported (torch.set_num_threads changes
 # the OpenMP default that n_threads=None follows; the fastopt rows pass it explicitly).
@@ -35,6 +41,12 @@ def pytest_addoption(parser):
                     help=f"comma-separated float32/float64; default {DEFAULT_DTYPES}")
     group.addoption("--bench-kernels", default=",".join(_bench.KERNELS),
                     help=f"comma-separated, from {','.join(_bench.KERNELS)}; default all")
+    group.addoption("--bench-batch-sizes", default=DEFAULT_BATCH_SIZES,
+                    help=f"training suite: batch sizes of the mini-batch epoch; "
+                         f"default {DEFAULT_BATCH_SIZES}")
+    group.addoption("--bench-rounds", type=int, default=DEFAULT_ROUNDS,
+                    help=f"training suite: rounds of the clipping and epoch benchmarks "
+                         f"(after one warm-up round); default {DEFAULT_ROUNDS}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,3 +129,15 @@ def bench_fn(bench_spec, bench_case):
 def bench_group(bench_spec):
     kernel, dtype, n, _ = bench_spec
     return f"{kernel} {dtype} n={_bench._size_label(n)}"
+
+
+@pytest.fixture(scope="session")
+def bench_threads():
+    """fastopt's default thread count, as read before torch was imported."""
+    return THREADS
+
+
+@pytest.fixture(scope="session")
+def bench_torch():
+    """torch (its thread count set to bench_threads), or None when it is not importable."""
+    return _torch()
