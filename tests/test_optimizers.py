@@ -830,3 +830,65 @@ def test_list_grads_for_dict_params_follow_key_order(rng):
         opt_b.step([g[f"d{k}"] if f"d{k}" in g else g[k] for k in params_b])
     for k in params_a:
         assert params_a[k].tobytes() == params_b[k].tobytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-optimizer Plan: arrays checked once, gradients checked (and overlap-searched) per step.
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls_name", list(CLASSES))
+def test_grad_that_is_another_parameter_raises_and_changes_nothing(cls_name, rng):
+    params = [rng.standard_normal((4, 3)) for _ in range(3)]
+    opt = CLASSES[cls_name](params, lr=0.1)
+    opt.step([rng.standard_normal((4, 3)) for _ in range(3)])
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match="overlap"):
+        opt.step([rng.standard_normal((4, 3)), params[2], rng.standard_normal((4, 3))])
+    assert_unchanged(opt, snap)
+
+
+@pytest.mark.parametrize("cls_name", ["Momentum", "RMSprop", "Adam"])
+def test_grad_overlapping_another_parameters_state_raises(cls_name, rng):
+    params = [rng.standard_normal(8) for _ in range(2)]
+    opt = CLASSES[cls_name](params, lr=0.1)
+    slot = next(iter(opt.state[1]))
+    state = opt.state[1][slot]
+    grads = [np.ascontiguousarray(rng.standard_normal(8)), state]    # grad 0 fine, grad 1 = state
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match="overlap"):
+        opt.step(grads)
+    assert_unchanged(opt, snap)
+    # a view into the middle of a state buffer, given as the gradient of the other parameter
+    buf = opt.state[0][slot]
+    with pytest.raises(ValueError, match="overlap"):
+        opt.step([rng.standard_normal(8), buf[:8]])
+    assert_unchanged(opt, snap)
+
+
+def test_parameter_made_read_only_after_construction_raises(rng):
+    params = {"W1": rng.standard_normal((3, 3)), "b1": rng.standard_normal((3, 1))}
+    opt = fastopt.Adam(params, lr=0.1)
+    params["b1"].flags.writeable = False
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match=r"param\['b1'\].*read-only"):
+        opt.step(grads_like(params, rng))
+    assert_unchanged(opt, snap)
+
+
+def test_plan_refuses_state_lists_and_missing_slots(rng):
+    from fastopt._dispatch import kernels as k
+    params = [rng.standard_normal(5)]
+    ms, vs = [np.zeros(5)], [np.zeros(5)]
+    plan = k.Plan(params, ("param", "grad", "m", "v", "v_max"), (ms, vs))
+    grads = [rng.standard_normal(5)]
+    before = params[0].copy()
+    with pytest.raises(ValueError, match="leave the state lists out"):
+        k.adam_step_multi(plan, grads, ms, vs, step=1)
+    with pytest.raises(ValueError, match="lacks a state list"):
+        k.adam_step_multi(plan, grads, step=1, amsgrad=True)      # no v_max in this plan
+    assert params[0].tobytes() == before.tobytes()
+    k.adam_step_multi(plan, grads, step=1, lr=0.1)
+    expected, m, v = before.copy(), np.zeros(5), np.zeros(5)
+    fastopt.adam_step(expected, grads[0], m, v, step=1, lr=0.1)
+    assert params[0].tobytes() == expected.tobytes()
+    assert ms[0].tobytes() == m.tobytes() and vs[0].tobytes() == v.tobytes()

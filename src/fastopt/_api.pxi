@@ -338,6 +338,127 @@ cdef int _check_disjoint(_Table tab, tuple names, tuple lists, object labels) ex
     return 0
 
 
+cdef class Plan:
+    """A checked, reusable segment table for arrays that live as long as an optimizer.
+
+    ``Plan(params, names, state)`` checks the parameters (written in place) and the state lists
+    (``state[j]`` is operand slot 2 + j: e.g. ``(ms, vs, v_maxs)`` for Adam, None for an unused
+    slot) once, and that no two of them overlap.  Each step then only binds the gradients: they are
+    checked against their parameter (dtype, shape, contiguity) and, by binary search in the sorted
+    list of written buffers, for overlap with any of them.  That replaces re-checking every state
+    array and sorting every buffer on every step (~0.25 us per parameter).
+
+    The multi-array kernels accept a Plan in place of their parameter list (the state lists are
+    then taken from the Plan and must be left out).  Parameters are re-checked to be writeable
+    at each step.
+    """
+    cdef _Table tab
+    cdef list params
+    cdef tuple names, keep
+    cdef object labels
+    cdef Interval* written
+    cdef Py_ssize_t nw
+    cdef readonly int present   # bit i set when operand slot i is filled
+
+    def __cinit__(self, list params, tuple names, tuple state, labels=None):
+        cdef Py_ssize_t k, nb
+        cdef int i, optional = 2
+        lists = (params, None) + tuple(state) + (None,) * (3 - len(state))
+        if len(names) != len(lists):
+            raise ValueError("names must name the 5 operand slots")
+        self.present = 1
+        for i in range(2, 5):
+            if lists[i] is None:
+                optional |= 1 << i
+            else:
+                self.present |= 1 << i
+        self.tab = _fill_table(names, lists, optional, labels)
+        self.params, self.names, self.labels, self.keep = params, names, labels, lists
+        self.written = <Interval*>malloc(max(self.tab.n * 4, 1) * sizeof(Interval))
+        if self.written == NULL:
+            raise MemoryError()
+        self.nw = 0
+        for k in range(self.tab.n):
+            nb = self.tab.segs[k].n * self.tab.segs[k].isz
+            for i in range(5):
+                if i != 1 and nb > 0 and (self.present >> i) & 1:
+                    self.written[self.nw].lo = <uintptr_t>self.tab.segs[k].a[i]
+                    self.written[self.nw].hi = self.written[self.nw].lo + <uintptr_t>nb
+                    self.written[self.nw].op = i
+                    self.written[self.nw].k = k
+                    self.nw += 1
+        qsort(self.written, self.nw, sizeof(Interval), _cmp_interval)
+
+    def __dealloc__(self):
+        free(self.written)
+
+    def __len__(self):
+        return self.tab.n
+
+    cdef int bind(self, object grads, int needed) except -1:
+        """Check `grads` against the parameters and put them in operand slot 1."""
+        cdef Py_ssize_t k, lo, hi, mid, n = self.tab.n
+        cdef uintptr_t g0, g1
+        cdef object g, label
+        cdef Seg* s
+        if (needed & self.present) != needed:
+            raise ValueError("this Plan lacks a state list the update needs")
+        if not isinstance(grads, list):
+            raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
+        if len(<list>grads) != n:
+            raise ValueError(f"grads has {len(<list>grads)} arrays but params has {n}")
+        for k in range(n):
+            g = (<list>grads)[k]
+            label = k if self.labels is None else self.labels[k]
+            _check_array(g, self.names, 1, label, False, self.params[k])
+            if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>self.params[k]):
+                raise ValueError(f"{_name(self.names, 0, label)} has become read-only, but it is "
+                                 f"updated in place")
+            s = &self.tab.segs[k]
+            s.a[1] = <char*>cnp.PyArray_DATA(<cnp.ndarray>g)
+            if s.n == 0:
+                continue
+            g0 = <uintptr_t>s.a[1]
+            g1 = g0 + <uintptr_t>(s.n * s.isz)
+            # the first written buffer that ends after g0 is the only candidate to overlap
+            lo, hi = 0, self.nw
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.written[mid].hi <= g0:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < self.nw and self.written[lo].lo < g1:
+                other = (self.written[lo].k if self.labels is None
+                         else self.labels[self.written[lo].k])
+                raise ValueError(f"{_name(self.names, 1, label)} and "
+                                 f"{_name(self.names, self.written[lo].op, other)} overlap in "
+                                 f"memory: each array of an update must be its own buffer")
+        return 0
+
+
+cdef _Table _table(object params, object grads, tuple names, tuple state, int optional,
+                   object labels, int needed):
+    """The segment table of a multi-array call: from a Plan (binding the gradients) or checked
+    from scratch from the lists."""
+    cdef Plan plan
+    if isinstance(params, Plan):
+        for lst in state:
+            if lst is not None:
+                raise ValueError("with a Plan, leave the state lists out: the Plan holds them")
+        plan = <Plan>params
+        plan.bind(grads, needed)
+        return plan.tab
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"{_plural(names[0])} must be a list of arrays or a Plan, "
+                        f"got {type(params).__name__}")
+    for i in range(len(state)):
+        if state[i] is None and not (optional >> (i + 2)) & 1:
+            raise TypeError(f"{_plural(names[i + 2])} must be a list or tuple of arrays, "
+                            f"got NoneType")
+    return _fill_table(names, (params, grads) + state, optional, labels)
+
+
 cdef inline void _call(int kid, Seg* segs, Py_ssize_t nseg, Hyper* h, int nt):
     with nogil:
         _run(kid, segs, nseg, h, nt)
@@ -672,61 +793,65 @@ def same_traffic_step(written, value, *state, n_threads=None):
 # differ in shape and dtype; within each index k the operands share shape and dtype.
 # ------------------------------------------------------------------------------------------------
 
-def sgd_step_multi(list params, list grads, *, lr, weight_decay=0.0, maximize=False,
-                   n_threads=None, labels=None):
-    """`sgd_step` over lists of arrays in one call (same result as a loop of sgd_step calls)."""
+def sgd_step_multi(params, grads, *, lr, weight_decay=0.0, maximize=False, n_threads=None,
+                   labels=None):
+    """`sgd_step` over lists of arrays (or a Plan) in one call: the same result as a loop of
+    sgd_step calls."""
     cdef Hyper h
     cdef int kid = _sgd_hyper(&h, lr, weight_decay, maximize)
-    cdef _Table t = _fill_table(("param", "grad"), (params, grads), 0, labels)
+    cdef _Table t = _table(params, grads, ("param", "grad"), (), 0, labels, 0)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
-def momentum_step_multi(list params, list grads, list velocities, *, lr, beta=0.9,
-                        dampening=None, nesterov=False, weight_decay=0.0, maximize=False,
-                        n_threads=None, labels=None):
-    """`momentum_step` over lists of arrays in one call."""
+def momentum_step_multi(params, grads, velocities=None, *, lr, beta=0.9, dampening=None,
+                        nesterov=False, weight_decay=0.0, maximize=False, n_threads=None,
+                        labels=None):
+    """`momentum_step` over lists of arrays (or a Plan) in one call."""
     cdef Hyper h
     cdef int kid = _momentum_hyper(&h, lr, beta, dampening, nesterov, weight_decay, maximize)
-    cdef _Table t = _fill_table(("param", "grad", "velocity"), (params, grads, velocities), 0,
-                                  labels)
+    cdef _Table t = _table(params, grads, ("param", "grad", "velocity"), (velocities,), 0,
+                           labels, 4)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
-def rmsprop_step_multi(list params, list grads, list sq_avgs, *, lr, beta=0.9, eps=1e-8,
+def rmsprop_step_multi(params, grads, sq_avgs=None, *, lr, beta=0.9, eps=1e-8,
                        eps_inside_sqrt=False, weight_decay=0.0, centered=False, grad_avgs=None,
                        momentum=0.0, momentum_bufs=None, maximize=False, n_threads=None,
                        labels=None):
-    """`rmsprop_step` over lists of arrays in one call."""
+    """`rmsprop_step` over lists of arrays (or a Plan) in one call."""
     cdef Hyper h
     cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
                                   momentum, maximize)
     cdef _Table t
-    _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
-    t = _fill_table(_RMSPROP_NAMES, (params, grads, sq_avgs, grad_avgs, momentum_bufs),
-                    (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4), labels)
+    if not isinstance(params, Plan):
+        _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
+    t = _table(params, grads, _RMSPROP_NAMES, (sq_avgs, grad_avgs, momentum_bufs),
+               (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4), labels,
+               4 | (8 if centered else 0) | (16 if h.mom > 0 else 0))
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
-def adam_step_multi(list params, list grads, list ms, list vs, *, step, lr=1e-3, beta1=0.9,
-                    beta2=0.999, eps=1e-8, eps_inside_sqrt=False, weight_decay=0.0,
+def adam_step_multi(params, grads, ms=None, vs=None, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                    eps=1e-8, eps_inside_sqrt=False, weight_decay=0.0,
                     decoupled_weight_decay=False, amsgrad=False, v_maxs=None, maximize=False,
                     n_threads=None, labels=None):
-    """`adam_step` over lists of arrays in one call."""
+    """`adam_step` over lists of arrays (or a Plan) in one call."""
     cdef Hyper h
     cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
                                decoupled_weight_decay, amsgrad, maximize)
     cdef _Table t
-    _adam_state_args(amsgrad, v_maxs, "s")
-    t = _fill_table(_ADAM_NAMES, (params, grads, ms, vs, v_maxs), 0 if amsgrad else _OPT4,
-                    labels)
+    if not isinstance(params, Plan):
+        _adam_state_args(amsgrad, v_maxs, "s")
+    t = _table(params, grads, _ADAM_NAMES, (ms, vs, v_maxs), 0 if amsgrad else _OPT4, labels,
+               4 | 8 | (16 if amsgrad else 0))
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 
-def ewa_update_multi(list avgs, list values, *, beta, n_threads=None, labels=None):
-    """`ewa_update` over lists of arrays in one call."""
+def ewa_update_multi(avgs, values, *, beta, n_threads=None, labels=None):
+    """`ewa_update` over lists of arrays (or a Plan over the averages) in one call."""
     cdef Hyper h
     cdef int kid = _ewa_hyper(&h, beta)
-    cdef _Table t = _fill_table(("avg", "value"), (avgs, values), 0, labels)
+    cdef _Table t = _table(avgs, values, ("avg", "value"), (), 0, labels, 0)
     _call(kid, t.segs, t.n, &h, _threads(n_threads))
 
 

@@ -38,11 +38,12 @@ class EMA:
         self.beta = _k.check_beta(beta, "beta")
         self.count = 0
         self._avgs = [aligned_zeros(p.shape, p.dtype) for p in self._params.arrays]
+        self._plan = _k.Plan(self._avgs, ("avg", "param", "", "", ""), (),
+                             labels=self._params.keys)
 
     def update(self):
         """avg <- beta avg + (1 - beta) param, for every array, in one native call."""
-        _k.ewa_update_multi(self._avgs, self._params.arrays, beta=self.beta,
-                            labels=self._params.keys)
+        _k.ewa_update_multi(self._plan, self._params.arrays, beta=self.beta)
         self.count += 1
 
     def _corrected(self):

@@ -31,8 +31,9 @@ STATE_FORMAT_VERSION = 1
 class Optimizer:
     """Base class: parameters, state arrays, counters, learning rate, state save/resume.
 
-    Subclasses define ``_slots()`` (the names of the per-parameter state arrays) and
-    ``_update(grads, lr, step)`` (one multi-array kernel call).
+    Subclasses define ``_slots()`` (the names of the per-parameter state arrays in use),
+    ``_OPERANDS`` (the state names in the kernel's operand order) and ``_update(grads, lr, step)``
+    (one multi-array kernel call on ``self._plan``).
 
     Attributes
     ----------
@@ -55,6 +56,12 @@ class Optimizer:
                       for k, p in zip(self._params.keys, self._params.arrays)}
         self._state_lists = {slot: [self.state[k][slot] for k in self._params.keys]
                              for slot in self._slots()}
+        # The arrays never change for the optimizer's life: check them (and that none overlap)
+        # once, here; each step then only checks the gradients.
+        operands = self._OPERANDS + ("",) * (3 - len(self._OPERANDS))
+        self._plan = _k.Plan(self._params.arrays, ("param", "grad") + operands,
+                             tuple(self._state_lists.get(name) for name in self._OPERANDS),
+                             labels=self._params.keys)
 
     # -- subclass interface ---------------------------------------------------------------------
     def _validate(self, **hyper):
@@ -62,6 +69,8 @@ class Optimizer:
 
     def _slots(self):
         raise NotImplementedError
+
+    _OPERANDS = ()
 
     def _update(self, grads, lr, step):
         raise NotImplementedError
@@ -241,17 +250,18 @@ class SGD(Optimizer):
     def _slots(self):
         return ("momentum_buffer",) if self.hyper["momentum"] > 0 else ()
 
+    _OPERANDS = ("momentum_buffer",)
+
     def _update(self, grads, lr, step):
         h = self.hyper
         if h["momentum"] == 0:
-            _k.sgd_step_multi(self._params.arrays, grads, lr=lr, weight_decay=h["weight_decay"],
-                              maximize=h["maximize"], labels=self._params.keys)
+            _k.sgd_step_multi(self._plan, grads, lr=lr, weight_decay=h["weight_decay"],
+                              maximize=h["maximize"])
             return
-        _k.momentum_step_multi(self._params.arrays, grads, self._state_lists["momentum_buffer"],
-                               lr=lr, beta=h["momentum"],
+        _k.momentum_step_multi(self._plan, grads, lr=lr, beta=h["momentum"],
                                dampening=0.0 if step == 1 else h["dampening"],
                                nesterov=h["nesterov"], weight_decay=h["weight_decay"],
-                               maximize=h["maximize"], labels=self._params.keys)
+                               maximize=h["maximize"])
 
 
 class Momentum(Optimizer):
@@ -279,10 +289,10 @@ class Momentum(Optimizer):
     def _slots(self):
         return ("velocity",)
 
+    _OPERANDS = ("velocity",)
+
     def _update(self, grads, lr, step):
-        _k.momentum_step_multi(self._params.arrays, grads, self._state_lists["velocity"], lr=lr,
-                               beta=self.hyper["beta"], dampening=None,
-                               labels=self._params.keys)
+        _k.momentum_step_multi(self._plan, grads, lr=lr, beta=self.hyper["beta"], dampening=None)
 
 
 class RMSprop(Optimizer):
@@ -323,15 +333,14 @@ class RMSprop(Optimizer):
         return (("sq_avg",) + (("grad_avg",) if self.hyper["centered"] else ())
                 + (("momentum_buf",) if self.hyper["momentum"] > 0 else ()))
 
+    _OPERANDS = ("sq_avg", "grad_avg", "momentum_buf")
+
     def _update(self, grads, lr, step):
         h = self.hyper
-        _k.rmsprop_step_multi(self._params.arrays, grads, self._state_lists["sq_avg"], lr=lr,
-                              beta=h["beta"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
+        _k.rmsprop_step_multi(self._plan, grads, lr=lr, beta=h["beta"], eps=h["eps"],
+                              eps_inside_sqrt=h["eps_inside_sqrt"],
                               weight_decay=h["weight_decay"], centered=h["centered"],
-                              grad_avgs=self._state_lists.get("grad_avg"),
-                              momentum=h["momentum"],
-                              momentum_bufs=self._state_lists.get("momentum_buf"),
-                              maximize=h["maximize"], labels=self._params.keys)
+                              momentum=h["momentum"], maximize=h["maximize"])
 
 
 class Adam(Optimizer):
@@ -372,15 +381,15 @@ class Adam(Optimizer):
     def _slots(self):
         return ("m", "v") + (("v_max",) if self.hyper["amsgrad"] else ())
 
+    _OPERANDS = ("m", "v", "v_max")
+
     def _update(self, grads, lr, step):
         h = self.hyper
-        _k.adam_step_multi(self._params.arrays, grads, self._state_lists["m"],
-                           self._state_lists["v"], step=step, lr=lr, beta1=h["beta1"],
+        _k.adam_step_multi(self._plan, grads, step=step, lr=lr, beta1=h["beta1"],
                            beta2=h["beta2"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
                            weight_decay=h["weight_decay"],
                            decoupled_weight_decay=self._decoupled, amsgrad=h["amsgrad"],
-                           v_maxs=self._state_lists.get("v_max"), maximize=h["maximize"],
-                           labels=self._params.keys)
+                           maximize=h["maximize"])
 
 
 class AdamW(Adam):
