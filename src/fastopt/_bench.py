@@ -1134,7 +1134,7 @@ def run_training(threads, torch=None, quick=False, repeat=None, min_time=1e-2):
                     results[("epoch", axis, b)] = _time_training_case(case, threads, torch,
                                                                       rep_epoch, min_time, "ms")
                     del case
-                cutoff = 64 * get_serial_threshold()          # gather_rows' serial cut-off
+                cutoff = 32768                                # gather_rows' serial cut-off
                 serial = [b for b in batches if b * A[0].nbytes < cutoff]
                 if axis == 0 and threads > 1 and serial:
                     print(f"  (batches of {', '.join(map(str, serial))} rows x {A[0].nbytes} B "
