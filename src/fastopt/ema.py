@@ -1,9 +1,9 @@
 r"""Exponential moving average of parameters (Polyak averaging): the course's EWA on weights."""
 
-import numpy as np
 
 from ._dispatch import kernels as _k
 from ._params import ParamSet, aligned_zeros
+from .kernels import debias
 
 
 class EMA:
@@ -49,8 +49,7 @@ class EMA:
     def _corrected(self):
         if self.count == 0:
             raise ValueError("EMA.update() has not been called yet: there is no average")
-        bc = 1.0 - self.beta ** self.count
-        return [np.divide(a, a.dtype.type(bc)) for a in self._avgs]
+        return [debias(a, beta=self.beta, step=self.count) for a in self._avgs]
 
     def averaged(self):
         """Bias-corrected copies of the averages, packaged like the parameters (dict or list)."""
@@ -61,9 +60,11 @@ class EMA:
 
         `params` must have the same keys (or length), shapes and dtypes; all are checked before
         any array is written."""
-        target = self._params if params is None else ParamSet(params, what="params")
-        dst = target.arrays if params is None else self._params.grads_list(
-            target.like(target.arrays), what="params")
+        if params is None:
+            dst = self._params.arrays
+        else:   # checked as parameters (writeable, ...), then matched to ours key by key
+            given = ParamSet(params, what="params")
+            dst = self._params.grads_list(given.like(given.arrays), what="params")
         for d, a in zip(dst, self._avgs):
             if d.shape != a.shape or d.dtype != a.dtype:
                 raise ValueError(f"params do not match the averaged parameters: got shape "
