@@ -40,6 +40,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._dispatch import kernels as _k
+
 __all__ = [
     "Schedule",
     "as_schedule",
@@ -62,17 +64,9 @@ def _is_real(x):
     return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
 
 
-def _real(x, name):
-    if not _is_real(x):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    return float(x)
-
-
-def _nonneg(x, name):
-    d = _real(x, name)
-    if not (d >= 0.0 and math.isfinite(d)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
-    return d
+# one set of rules for every number fastopt takes: the kernels' (C) checks
+_real = _k.check_real
+_nonneg = _k.check_nonneg
 
 
 def _positive(x, name, hint=""):
