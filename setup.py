@@ -10,7 +10,8 @@ Flags, and why:
 * ``-ffp-contract=off``: no silent a*b+c -> fma fusion.  Every element then gets the same IEEE
   operations whether it falls in the SIMD body, the scalar peel or the tail, so results are bitwise
   identical for every thread count (and across the three ISA builds).
-* never ``-ffast-math`` (changes results) and never ``-march=native`` by default (a wheel built on a
+* never the "fast math" flags (they change results: reassociation, NaN handling) and never
+  ``-march=native`` by default (a wheel built on a
   new CPU would die with "Illegal instruction" on an older one).  ``FASTOPT_NATIVE=1`` opts in to a
   ``-march=native`` build of the top module for local experiments only.
 
