@@ -380,6 +380,8 @@ cdef inline Py_ssize_t _threshold(int kid) noexcept nogil:
     if family == K_ADAM or family == K_RMSPROP:
         return _serial_threshold // 4
     return _serial_threshold
+
+
 # Library default thread count; 0 means "ask OpenMP" (OMP_NUM_THREADS, threadpoolctl limits).
 cdef int _default_threads = 0
 

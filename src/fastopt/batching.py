@@ -24,7 +24,7 @@ import numpy as np
 
 from ._dispatch import kernels as _k
 
-__all__ = ["MiniBatches", "minibatches"]
+__all__ = ["MiniBatches", "gather_column_batches", "minibatches"]
 
 
 def _check_array(x, name):
@@ -126,25 +126,18 @@ class MiniBatches:
     def _batches(self, A, axis, perm, b, full, rem, name):
         """A list (or lazy sequence) of the batches of A for this epoch."""
         if perm is None:
-            return _Slices(A, axis, b, full, rem)
+            return _Slices(A, axis, b)
         contiguous = A.flags.c_contiguous and A.dtype.itemsize in (1, 2, 4, 8)
         if contiguous and axis == 0:
-            return _RowGather(A, perm, b, full, rem, self._buffer if self.reuse_buffers else None,
-                              name)
+            return _RowGather(A, perm, b, full, self._get, name)
         if contiguous and axis == A.ndim - 1:
-            rows = A.reshape(-1, A.shape[-1])
-            full_buf = self._get(name + "_full", (full, rows.shape[0], b), A.dtype)
-            last_buf = self._get(name + "_last", (rows.shape[0], rem), A.dtype) if rem else None
-            _k.gather_cols_epoch(rows, perm, b, full_buf, last_buf)
-            lead = A.shape[:-1]
-            out = [full_buf[k].reshape(lead + (b,)) for k in range(full)]
-            if rem:
-                out.append(last_buf.reshape(lead + (rem,)))
-            return out
+            batches = gather_column_batches(A.reshape(-1, A.shape[-1]), perm, b, full, rem,
+                                            lambda part, shape: self._get(name + part, shape,
+                                                                          A.dtype))
+            return [x.reshape(A.shape[:-1] + x.shape[-1:]) for x in batches]
         # other layouts (a middle axis, non-contiguous X, odd item sizes): NumPy's take
         return [np.ascontiguousarray(np.take(A, perm[k * b:(k + 1) * b], axis=axis))
-                for k in range(full)] + (
-            [np.ascontiguousarray(np.take(A, perm[full * b:], axis=axis))] if rem else [])
+                for k in range(full + (1 if rem else 0))]
 
     def _get(self, key, shape, dtype):
         if self.reuse_buffers:
@@ -154,14 +147,11 @@ class MiniBatches:
             return buf
         return np.empty(shape, dtype)
 
-    def _buffer(self, key, shape, dtype):
-        return self._get(key, shape, dtype)
-
 
 class _Slices:
     """Unshuffled batches: views along axis 0, copies (contiguous) along other axes."""
 
-    def __init__(self, A, axis, b, full, rem):
+    def __init__(self, A, axis, b):
         self.A, self.axis, self.b = A, axis, b
 
     def __getitem__(self, i):
@@ -174,7 +164,7 @@ class _Slices:
 class _RowGather:
     """Shuffled batches of (m, ...) data: each batch gathered when it is asked for."""
 
-    def __init__(self, A, perm, b, full, rem, get_buffer, name):
+    def __init__(self, A, perm, b, full, get_buffer, name):
         self.A2 = A.reshape(A.shape[0], -1)
         self.shape_tail = A.shape[1:]
         self.perm, self.b, self.full = perm, b, full
@@ -185,10 +175,23 @@ class _RowGather:
         n = len(idx)
         key = f"{self.name}_rows_{'full' if i < self.full else 'last'}"
         shape = (n, self.A2.shape[1])
-        out = (self.get_buffer(key, shape, self.A2.dtype) if self.get_buffer is not None
-               else np.empty(shape, self.A2.dtype))
+        out = self.get_buffer(key, shape, self.A2.dtype)
         _k.gather_rows(self.A2, idx, out)
         return out.reshape((n,) + self.shape_tail)
+
+
+def gather_column_batches(A, perm, b, n_full, rem, alloc=None):
+    """The column batches ``A[:, perm[k*b:(k+1)*b]]`` (k < n_full) and, when rem > 0, the last
+    ``A[:, perm[n_full*b:]]``, for a C-contiguous 2-D A, in one native pass over A.
+
+    The full batches are slices of one (n_full, rows, b) buffer.  `alloc(part, shape)` gives the
+    buffers ("_full", "_last"); the default allocates fresh arrays."""
+    if alloc is None:
+        alloc = lambda part, shape: np.empty(shape, A.dtype)  # noqa: E731
+    full = alloc("_full", (n_full, A.shape[0], b))
+    last = alloc("_last", (A.shape[0], rem)) if rem else None
+    _k.gather_cols_epoch(A, perm, b, full, last)
+    return list(full) + ([last] if rem else [])
 
 
 def minibatches(X, Y=None, *, batch_size=64, axis=0, shuffle=True, seed=None, drop_last=False,

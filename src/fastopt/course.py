@@ -33,6 +33,7 @@ import numpy as np
 
 from ._dispatch import kernels as _k
 from ._params import aligned_zeros
+from .batching import gather_column_batches
 from .kernels import debias
 from .schedules import inverse_time_decay
 
@@ -178,10 +179,7 @@ def _column_batches(A, permutation, size, n_full, rem, reshape_to=None):
     """The batches ``A[:, permutation][:, k*size:(k+1)*size]``: one native pass for a
     C-contiguous 2-D A, else the assignment's own indexing and slicing."""
     if _native_gather_ok(A) and (reshape_to is None or A.shape[0] == 1):
-        full = np.empty((n_full, A.shape[0], size), dtype=A.dtype)
-        last = np.empty((A.shape[0], rem), dtype=A.dtype) if rem else None
-        _k.gather_cols_epoch(A, permutation, size, full, last)
-        return list(full) + ([last] if rem else [])
+        return gather_column_batches(A, permutation, size, n_full, rem)
     shuffled = A[:, permutation]
     if reshape_to is not None:
         shuffled = shuffled.reshape(reshape_to)        # the assignment's .reshape((1, m))
