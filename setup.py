@@ -121,8 +121,8 @@ setup(
         extensions,
         compiler_directives={
             "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
+            # boundscheck/wraparound stay ON: they guard Python-object indexing (lists, tuples)
+            # and cost nothing in the nogil loops, which index raw pointers only.
             "cdivision": True,
             "initializedcheck": False,
             "embedsignature": True,

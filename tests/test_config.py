@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt import _config
 from fastopt import _dispatch
 
 OPENMP = fastopt.show_config(print_=False)["openmp"]
@@ -113,17 +114,32 @@ def test_default_follows_openmp(default_threads):
     r = _python("import fastopt; print(fastopt.get_num_threads())")
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == default_threads >= 1
-    r = _python("import fastopt; print(fastopt.get_num_threads())", OMP_NUM_THREADS="3")
+    r = _python("import fastopt; print(fastopt.get_num_threads())", OMP_NUM_THREADS="1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "3"
+    assert r.stdout.strip() == "1"
+    # above the usable CPUs, OpenMP's default is capped (no oversubscription)
+    r = _python("import fastopt; print(fastopt.get_num_threads(), fastopt._config.usable_cpus())",
+                OMP_NUM_THREADS="64")
+    assert r.returncode == 0, r.stderr
+    got, cap = map(int, r.stdout.split())
+    assert got == min(64, cap) and cap >= 1
 
 
 @needs_openmp
-@pytest.mark.parametrize("n, expected", [(-1, CPU_COUNT), (-2, max(CPU_COUNT - 1, 1)),
-                                         (-(CPU_COUNT + 5), 1)])
-def test_negative_counts_count_back_from_the_cpus(n, expected):
-    fastopt.set_num_threads(n)
-    assert fastopt.get_num_threads() == expected
+@pytest.mark.parametrize("cap", [1, 2, 5])
+@pytest.mark.parametrize("n, expected", [(-1, lambda c: c), (-2, lambda c: max(c - 1, 1)),
+                                         (-100, lambda c: 1), (3, lambda c: min(3, c)),
+                                         (2 ** 70, lambda c: c)])
+def test_counts_are_capped_by_the_usable_cpus(n, expected, cap):
+    """Negative counts count back from the CPU cap; positive ones above it are clamped."""
+    saved = _config.usable_cpus()
+    _config._set_cpu_cap(cap)
+    try:
+        fastopt.set_num_threads(n)
+        assert fastopt.get_num_threads() == expected(cap)
+    finally:
+        fastopt.set_num_threads(None)
+        _config._set_cpu_cap(saved)
 
 
 @pytest.mark.parametrize("bad, exc", [(0, ValueError), (1.5, TypeError), ("2", TypeError),

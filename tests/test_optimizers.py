@@ -720,7 +720,7 @@ def test_bad_learning_rate(cls_name, lr, exc, pattern):
     ("RMSprop", dict(weight_decay=-1.0), ValueError, r"weight_decay"),
     ("RMSprop", dict(centered=None), TypeError, r"centered must be True or False"),
     ("RMSprop", dict(eps_inside_sqrt=0), TypeError, r"eps_inside_sqrt must be True or False"),
-    ("RMSprop", dict(maximize=np.bool_(True)), TypeError, r"maximize must be True or False"),
+    ("RMSprop", dict(maximize=1), TypeError, r"maximize must be True or False"),
     ("Adam", dict(beta1=1.0), ValueError, r"beta1 must be in \[0, 1\), got 1\.0"),
     ("Adam", dict(beta2=1.5), ValueError, r"beta2 must be in \[0, 1\), got 1\.5"),
     ("Adam", dict(beta1=-0.1), ValueError, r"beta1 must be in \[0, 1\)"),

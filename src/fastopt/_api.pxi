@@ -10,7 +10,7 @@
 
 from cpython.object cimport PyObject
 from cpython.number cimport PyIndex_Check, PyNumber_Check
-from cpython.float cimport PyFloat_AsDouble
+from cpython.float cimport PyFloat_AsDouble, PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsSsize_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
@@ -20,14 +20,60 @@ cdef extern from "math.h":
 
 import os as _os
 
-_CPU_COUNT = _os.cpu_count() or 1
-
 # ------------------------------------------------------------------------------------------------
-# Configuration and thread counts (sklearn's rules: None -> library default, which follows
-# OMP_NUM_THREADS and threadpoolctl; n < 0 counts back from the number of CPUs; 0 is an error).
+# Configuration and thread counts.
+#
+# The CPU cap is the number of CPUs this process may use: its affinity mask
+# (os.sched_getaffinity) and, in a container, the cgroup CPU quota (ceil(quota / period)).
+# The rules (scikit-learn's _openmp_effective_n_threads, capped):
+#   None  -> the library default set with set_num_threads, else OpenMP's (omp_get_max_threads:
+#            OMP_NUM_THREADS, threadpoolctl limits), capped by the CPU cap;
+#   n > 0 -> min(n, CPU cap): more threads than CPUs only oversubscribe, so counts are CLAMPED;
+#   n < 0 -> CPU cap + 1 + n (-1: all usable CPUs), at least 1;
+#   0     -> ValueError.
+# A build without OpenMP, or a process forked from one that imported fastopt, uses 1 thread.
 # ------------------------------------------------------------------------------------------------
 
 OPENMP = bool(FASTOPT_OPENMP)
+
+if fastopt_register_atfork() != 0:   # pragma: no cover - only fails when out of memory
+    raise ImportError("fastopt: pthread_atfork failed")
+
+
+def _cgroup_cpu_limit():
+    """ceil(quota / period) of the cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max" and int(period) > 0:
+            return max(1, -(-int(quota) // int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period = int(f.read())
+        if quota > 0 and period > 0:
+            return max(1, -(-quota // period))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _usable_cpus():
+    try:
+        n = len(_os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = _os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, limit)
+    return max(n, 1)
+
+
+cdef int _cpu_cap = _usable_cpus()
 
 
 def cpu_supports(int level):
@@ -44,6 +90,22 @@ def _set_default_threads(int n):
     _default_threads = n
 
 
+def _get_cpu_cap():
+    return _cpu_cap
+
+
+def _set_cpu_cap(int n):
+    """Tests only: pretend this many CPUs are usable (to exercise odd thread splits)."""
+    global _cpu_cap
+    if n < 1:
+        raise ValueError("the CPU cap must be >= 1")
+    _cpu_cap = n
+
+
+def _forked():
+    return bool(fastopt_forked)
+
+
 def _get_serial_threshold():
     return _serial_threshold
 
@@ -56,26 +118,27 @@ def _set_serial_threshold(Py_ssize_t n):
 
 
 cdef int _threads(object n_threads) except -1:
-    cdef Py_ssize_t n
+    cdef int n
     if n_threads is None:
-        if not FASTOPT_OPENMP:
+        if not FASTOPT_OPENMP or fastopt_forked:
             return 1
-        if _default_threads > 0:
-            return _default_threads
-        return fastopt_omp_max_threads()
-    if isinstance(n_threads, bool) or not PyIndex_Check(n_threads):
+        n = _default_threads if _default_threads > 0 else fastopt_omp_max_threads()
+        return n if n <= _cpu_cap else _cpu_cap
+    if _is_boolish(n_threads) or not PyIndex_Check(n_threads):
         raise TypeError(f"n_threads must be an integer or None, got {type(n_threads).__name__}")
-    n = PyLong_AsSsize_t(n_threads.__index__())
-    if n == 0:
+    k = n_threads.__index__()
+    if k == 0:
         raise ValueError("n_threads must not be 0: use None for the default, "
                          "a positive count, or a negative one counted back from the CPU count")
-    if n < 0:
-        n = _CPU_COUNT + 1 + n
-        if n < 1:
-            n = 1
-    if not FASTOPT_OPENMP:
+    if k < 0:
+        k = _cpu_cap + 1 + k
+        if k < 1:
+            k = 1
+    if k > _cpu_cap:
+        k = _cpu_cap
+    if not FASTOPT_OPENMP or fastopt_forked:
         return 1
-    return <int>n
+    return <int>k
 
 
 def resolve_n_threads(n_threads=None):
@@ -87,13 +150,39 @@ def resolve_n_threads(n_threads=None):
 # Scalar checks.  Exposed (check_*) so the Python layers validate with the same rules and words.
 # ------------------------------------------------------------------------------------------------
 
+# Step counts and counters must stay exact in float64 (bias corrections use them as exponents).
+MAX_COUNT = 2 ** 53
+
+cdef object _np_bool = np.bool_
+cdef object _np_complex = np.complexfloating
+cdef object _ndarray = np.ndarray
+
+
+cdef inline bint _is_boolish(object x):
+    return isinstance(x, bool) or isinstance(x, _np_bool)
+
+
 cdef double _real(object x, str name) except? -1.0:
-    if isinstance(x, bool) or not PyNumber_Check(x) or isinstance(x, complex):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    try:
+    """float(x) for a real number: Python or NumPy int/float, a 0-d real array, anything with
+    __float__ that is not bool or complex.  Huge values give ValueError, never OverflowError."""
+    cdef double d
+    if type(x) is float:                       # the common cases first: no type walks
+        return PyFloat_AS_DOUBLE(x)
+    if type(x) is int and -9007199254740992 <= x <= 9007199254740992:
         return PyFloat_AsDouble(x)
+    if (_is_boolish(x) or isinstance(x, complex) or isinstance(x, _np_complex)
+            or isinstance(x, (str, bytes)) or not PyNumber_Check(x)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    if isinstance(x, _ndarray) and ((<object>x).ndim != 0 or (<object>x).dtype.kind not in "iuf"):
+        raise TypeError(f"{name} must be a real number, got an array of shape "
+                        f"{(<object>x).shape} and dtype {(<object>x).dtype}")
+    try:
+        d = PyFloat_AsDouble(x)
+    except OverflowError:
+        raise ValueError(f"{name} is out of the float64 range: {x!r}") from None
     except TypeError:
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
+    return d
 
 
 cdef double _nonneg(object x, str name) except? -1.0:
@@ -110,19 +199,44 @@ cdef double _beta(object x, str name) except? -1.0:
     return d
 
 
+cdef bint _bool(object x, str name) except -1:
+    if x is True or x is False:
+        return x is True
+    if isinstance(x, _np_bool):
+        return bool(x)
+    raise TypeError(f"{name} must be True or False, got {x!r} ({type(x).__name__})")
+
+
+cdef object _int(object x, str name, object low, object high):
+    """x as a Python int: anything with __index__ except bool; low <= x < high (None: no
+    bound).  TypeError for non-integers, ValueError out of range (never OverflowError)."""
+    cdef object i
+    if _is_boolish(x) or not PyIndex_Check(x):
+        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
+    i = x.__index__()
+    if low is not None and i < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {i}")
+    if high is not None and i >= high:
+        raise ValueError(f"{name} must be an integer below {high}, got {i}")
+    return i
+
+
 cdef Py_ssize_t _step(object step) except -1:
-    cdef Py_ssize_t t
-    if isinstance(step, bool) or not PyIndex_Check(step):
+    if type(step) is int and 1 <= step <= MAX_COUNT:   # the common case, no type walks
+        return <Py_ssize_t>step
+    if _is_boolish(step) or not PyIndex_Check(step):
         raise TypeError(f"step must be an integer >= 1 (the update count, from 1), "
                         f"got {type(step).__name__}")
-    t = PyLong_AsSsize_t(step.__index__())
-    if t < 1:
-        raise ValueError(f"step must be an integer >= 1 (the update count, from 1), got {t}")
-    return t
+    t = step.__index__()
+    if t < 1 or t > MAX_COUNT:
+        raise ValueError(f"step must be an integer in [1, 2**53] (the update count, from 1), "
+                         f"got {t}")
+    return <Py_ssize_t>t
 
 
 def check_real(x, name):
-    """Return float(x); TypeError naming `name` unless x is a real number."""
+    """Return float(x); TypeError naming `name` unless x is a real number (bool, complex and
+    non-0-d arrays are not); ValueError when it is beyond the float64 range."""
     return _real(x, name)
 
 
@@ -137,8 +251,29 @@ def check_beta(x, name):
 
 
 def check_step(step):
-    """Return int(step); TypeError/ValueError unless step is an integer >= 1."""
+    """Return int(step); TypeError/ValueError unless step is an integer in [1, 2**53]."""
     return _step(step)
+
+
+def check_bool(x, name):
+    """Return x as a bool; TypeError naming `name` unless it is ``bool`` or ``numpy.bool_``
+    (never truthiness: ``"no"``, 0, 1 and None are refused)."""
+    return _bool(x, name)
+
+
+def check_int(x, name, low=None, high=None):
+    """Return x as a Python int; TypeError naming `name` unless x has ``__index__`` and is not
+    a bool; ValueError unless ``low <= x`` and ``x < high`` (None: unbounded)."""
+    return _int(x, name, low, high)
+
+
+def check_axis(axis, ndim, name="axis"):
+    """Return `axis` normalised to [0, ndim); TypeError unless an integer, ValueError (naming the
+    dimension count) when out of range."""
+    cdef object ax = _int(axis, name, None, None)
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"{name} {ax} is out of range for an array of {ndim} dimension(s)")
+    return ax % ndim
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,11 +294,16 @@ cdef int _check_array(object obj, tuple names, int i, object suffix, bint writab
         raise TypeError(f"{_name(names, i, suffix)} must be a numpy.ndarray, "
                         f"got {type(obj).__name__}")
     a = <cnp.ndarray>obj
+    if not cnp.PyArray_CheckExact(obj) and isinstance(obj, np.ma.MaskedArray):
+        raise TypeError(f"{_name(names, i, suffix)} is a numpy.ma.MaskedArray: its mask would be "
+                        f"ignored by an element-wise update; pass the .data array (and handle "
+                        f"masked entries yourself)")
     t = cnp.PyArray_TYPE(a)
     if ref is None:
         if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
             raise TypeError(f"{_name(names, i, suffix)} must have dtype float32 or float64, "
-                            f"got {a.dtype}")
+                            f"got {a.dtype} (convert once, e.g. x = x.astype(np.float32), and "
+                            f"keep using the converted array)")
     else:
         r = <cnp.ndarray>ref
         if t != cnp.PyArray_TYPE(r):
@@ -180,7 +320,7 @@ cdef int _check_array(object obj, tuple names, int i, object suffix, bint writab
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{_name(names, i, suffix)} must be C-contiguous: fastopt updates arrays "
                          f"in place and never works on a copy; make the array contiguous once "
-                         f"and keep using that array")
+                         f"(x = np.ascontiguousarray(x)) and keep using that array")
     if not cnp.PyArray_ISALIGNED(a):
         raise ValueError(f"{_name(names, i, suffix)} must be aligned to its itemsize "
                          f"({a.itemsize} bytes)")
@@ -244,6 +384,17 @@ cdef str _plural(str name):
     return "velocities" if name == "velocity" else name + "s"
 
 
+cdef int _check_labels(object labels, Py_ssize_t n, str what) except -1:
+    """labels (names used in messages) must be None or a list/tuple of one entry per array."""
+    if labels is None:
+        return 0
+    if not isinstance(labels, (list, tuple)):
+        raise TypeError(f"labels must be a list or tuple, got {type(labels).__name__}")
+    if len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries but {what} has {n}")
+    return 0
+
+
 cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=None):
     """Check the operands of k updates (lists[i][k] is operand i of update k; an optional
     operand's list may be None) and fill a segment table.  Raises before anything is written."""
@@ -263,6 +414,7 @@ cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=
     l2 = lists[2] if nops > 2 else None
     l3 = lists[3] if nops > 3 else None
     l4 = lists[4] if nops > 4 else None
+    _check_labels(labels, n, _plural(names[0]))
     tab = _Table(n)
     for k in range(n):
         _fill_seg(&tab.segs[k], names, nops, l0[k], l1[k] if l1 is not None else None,
@@ -271,8 +423,6 @@ cdef _Table _fill_table(tuple names, tuple lists, int optional=0, object labels=
                   k if labels is None else labels[k])
         tab.segs[k].start = off
         off += tab.segs[k].n
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"labels has {len(labels)} entries but {names[0]}s has {n}")
     if n > 1:
         _check_disjoint(tab, names, lists, labels)
     return tab
@@ -349,8 +499,19 @@ cdef class Plan:
     array and sorting every buffer on every step (~0.25 us per parameter).
 
     The multi-array kernels accept a Plan in place of their parameter list (the state lists are
-    then taken from the Plan and must be left out).  Parameters are re-checked to be writeable
-    at each step.
+    then taken from the Plan and must be left out).
+
+    Safety, at every step:
+
+    * every parameter and state array is compared with what was checked (data pointer, size,
+      contiguity, writeability): an array resized (``ndarray.resize(refcheck=False)``), whose
+      memory moved, or made read-only since raises ValueError naming it, instead of writing
+      into freed memory;
+    * a second thread entering a call on the same Plan while one runs raises RuntimeError (the
+      kernels release the GIL, and the segment table holds one call's gradient pointers);
+    * ``count`` (the number of completed calls) is incremented in the same native call as the
+      update, before control returns to Python code, so a KeyboardInterrupt can never leave the
+      counter and the arrays disagreeing.
     """
     cdef _Table tab
     cdef list params
@@ -359,6 +520,16 @@ cdef class Plan:
     cdef Interval* written
     cdef Py_ssize_t nw
     cdef readonly int present   # bit i set when operand slot i is filled
+    cdef bint busy
+    cdef long long _count
+
+    property count:
+        """Calls completed on this Plan (an optimizer's step count); settable (checkpoints)."""
+        def __get__(self):
+            return self._count
+
+        def __set__(self, value):
+            self._count = _int(value, "count", 0, MAX_COUNT)
 
     def __cinit__(self, list params, tuple names, tuple state, labels=None):
         cdef Py_ssize_t k, nb
@@ -373,7 +544,10 @@ cdef class Plan:
             else:
                 self.present |= 1 << i
         self.tab = _fill_table(names, lists, optional, labels)
-        self.params, self.names, self.labels, self.keep = params, names, labels, lists
+        # private copies of the lists: a caller appending to its own list cannot desynchronise us
+        lists = tuple(None if l is None else list(l) for l in lists)
+        labels = None if labels is None else tuple(labels)
+        self.params, self.names, self.labels, self.keep = lists[0], names, labels, lists
         self.written = <Interval*>malloc(max(self.tab.n * 4, 1) * sizeof(Interval))
         if self.written == NULL:
             raise MemoryError()
@@ -395,9 +569,23 @@ cdef class Plan:
     def __len__(self):
         return self.tab.n
 
+    cdef inline int _recheck(self, cnp.ndarray a, Seg* s, int i, Py_ssize_t k) except -1:
+        if (<char*>cnp.PyArray_DATA(a) == s.a[i] and cnp.PyArray_SIZE(a) == s.n
+                and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISWRITEABLE(a)):
+            return 0
+        label = k if self.labels is None else self.labels[k]
+        if not cnp.PyArray_ISWRITEABLE(a):
+            why = "has become read-only, but it is updated in place"
+        else:
+            why = ("has changed since the optimizer was built (resized, or its memory moved): "
+                   "updating it would write into memory it no longer owns; build a new "
+                   "optimizer for the new array")
+        raise ValueError(f"{_name(self.names, i, label)} {why}")
+
     cdef int bind(self, object grads, int needed) except -1:
         """Check `grads` against the parameters and put them in operand slot 1."""
         cdef Py_ssize_t k, lo, hi, mid, n = self.tab.n
+        cdef int i
         cdef uintptr_t g0, g1
         cdef object g, label
         cdef Seg* s
@@ -409,12 +597,12 @@ cdef class Plan:
             raise ValueError(f"grads has {len(<list>grads)} arrays but params has {n}")
         for k in range(n):
             g = (<list>grads)[k]
+            s = &self.tab.segs[k]
+            for i in range(5):
+                if i != 1 and (self.present >> i) & 1:
+                    self._recheck(<cnp.ndarray>(<list>self.keep[i])[k], s, i, k)
             label = k if self.labels is None else self.labels[k]
             _check_array(g, self.names, 1, label, False, self.params[k])
-            if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>self.params[k]):
-                raise ValueError(f"{_name(self.names, 0, label)} has become read-only, but it is "
-                                 f"updated in place")
-            s = &self.tab.segs[k]
             s.a[1] = <char*>cnp.PyArray_DATA(<cnp.ndarray>g)
             if s.n == 0:
                 continue
@@ -437,18 +625,35 @@ cdef class Plan:
         return 0
 
 
-cdef _Table _table(object params, object grads, tuple names, tuple state, int optional,
-                   object labels, int needed):
-    """The segment table of a multi-array call: from a Plan (binding the gradients) or checked
-    from scratch from the lists."""
+cdef int _multi(int kid, Hyper* h, object params, object grads, tuple names, tuple state,
+                int optional, object labels, int needed, object n_threads,
+                long long expect=-1) except -1:
+    """One multi-array call: from a Plan (binding the gradients; refused while another thread is
+    inside a call on it; its count incremented with the update) or checked from scratch from the
+    lists.  `expect`: the count the Plan must have (Adam's step - 1), or -1."""
     cdef Plan plan
+    cdef _Table t
+    cdef int nt = _threads(n_threads)
     if isinstance(params, Plan):
         for lst in state:
             if lst is not None:
                 raise ValueError("with a Plan, leave the state lists out: the Plan holds them")
         plan = <Plan>params
-        plan.bind(grads, needed)
-        return plan.tab
+        if plan.busy:
+            raise RuntimeError("this optimizer (Plan) is already being stepped by another "
+                               "thread: steps of one optimizer must not run concurrently")
+        plan.busy = True
+        try:
+            if expect >= 0 and plan._count != expect:
+                raise RuntimeError(f"step {expect + 1} was requested but this optimizer (Plan) "
+                                   f"has completed {plan._count} steps: another thread stepped it "
+                                   f"concurrently, or the step count is wrong")
+            plan.bind(grads, needed)
+            _call(kid, plan.tab.segs, plan.tab.n, h, nt)
+            plan._count += 1
+        finally:
+            plan.busy = False
+        return 0
     if not isinstance(params, (list, tuple)):
         raise TypeError(f"{_plural(names[0])} must be a list of arrays or a Plan, "
                         f"got {type(params).__name__}")
@@ -456,7 +661,9 @@ cdef _Table _table(object params, object grads, tuple names, tuple state, int op
         if state[i] is None and not (optional >> (i + 2)) & 1:
             raise TypeError(f"{_plural(names[i + 2])} must be a list or tuple of arrays, "
                             f"got NoneType")
-    return _fill_table(names, (params, grads) + state, optional, labels)
+    t = _fill_table(names, (params, grads) + state, optional, labels)
+    _call(kid, t.segs, t.n, h, nt)
+    return 0
 
 
 cdef inline void _call(int kid, Seg* segs, Py_ssize_t nseg, Hyper* h, int nt):
@@ -474,17 +681,18 @@ cdef void _zero(Hyper* h) noexcept:
     h.c2 = 1; h.eps_in = 0; h.eps_out = 0; h.damp1 = 1; h.mom = 0
 
 
-cdef int _sgd_hyper(Hyper* h, object lr, object weight_decay, bint maximize) except -1:
+cdef int _sgd_hyper(Hyper* h, object lr, object weight_decay, object maximize) except -1:
     _zero(h)
     h.lr = _nonneg(lr, "lr")
     h.wd = _nonneg(weight_decay, "weight_decay")
-    h.sign = -1.0 if maximize else 1.0
+    h.sign = -1.0 if _bool(maximize, "maximize") else 1.0
     return K_SGD | (O_L2 if h.wd != 0 else 0)
 
 
-cdef int _momentum_hyper(Hyper* h, object lr, object beta, object dampening, bint nesterov,
-                         object weight_decay, bint maximize) except -1:
+cdef int _momentum_hyper(Hyper* h, object lr, object beta, object dampening, object nesterov,
+                         object weight_decay, object maximize) except -1:
     cdef double damp
+    cdef bint nest = _bool(nesterov, "nesterov")
     _sgd_hyper(h, lr, weight_decay, maximize)
     h.b1 = _beta(beta, "beta")
     if dampening is None:
@@ -494,30 +702,36 @@ cdef int _momentum_hyper(Hyper* h, object lr, object beta, object dampening, bin
         if not (0.0 <= damp <= 1.0):
             raise ValueError(f"dampening must be in [0, 1] or None, got {dampening!r}")
     h.damp1 = 1.0 - damp
-    return K_MOMENTUM | (O_L2 if h.wd != 0 else 0) | (O_NESTEROV if nesterov else 0)
+    return K_MOMENTUM | (O_L2 if h.wd != 0 else 0) | (O_NESTEROV if nest else 0)
 
 
-cdef int _rmsprop_hyper(Hyper* h, object lr, object beta, object eps, bint eps_inside_sqrt,
-                        object weight_decay, bint centered, object momentum,
-                        bint maximize) except -1:
+cdef int _rmsprop_hyper(Hyper* h, object lr, object beta, object eps, object eps_inside_sqrt,
+                        object weight_decay, object centered, object momentum,
+                        object maximize) except -1:
     cdef double e
+    cdef bint inside = _bool(eps_inside_sqrt, "eps_inside_sqrt")
+    cdef bint cent = _bool(centered, "centered")
     _sgd_hyper(h, lr, weight_decay, maximize)
     h.b1 = _beta(beta, "beta")
     h.omb1 = 1.0 - h.b1
     e = _nonneg(eps, "eps")
-    if eps_inside_sqrt:
+    if inside:
         h.eps_in = e
     else:
         h.eps_out = e
     h.mom = _nonneg(momentum, "momentum")
-    return (K_RMSPROP | (O_L2 if h.wd != 0 else 0) | (O_CENTERED if centered else 0)
+    return (K_RMSPROP | (O_L2 if h.wd != 0 else 0) | (O_CENTERED if cent else 0)
             | (O_MOMENTUM if h.mom > 0 else 0))
 
 
 cdef int _adam_hyper(Hyper* h, object step, object lr, object beta1, object beta2, object eps,
-                     bint eps_inside_sqrt, object weight_decay, bint decoupled_weight_decay,
-                     bint amsgrad, bint maximize) except -1:
+                     object eps_inside_sqrt, object weight_decay, object decoupled_weight_decay,
+                     object amsgrad, object maximize) except -1:
     cdef Py_ssize_t t = _step(step)
+    cdef bint inside = _bool(eps_inside_sqrt, "eps_inside_sqrt")
+    cdef bint decoupled = _bool(decoupled_weight_decay, "decoupled_weight_decay")
+    cdef bint ams = _bool(amsgrad, "amsgrad")
+    cdef bint maxim = _bool(maximize, "maximize")
     cdef double lr_, wd, e
     _zero(h)
     lr_ = _nonneg(lr, "lr")
@@ -525,21 +739,21 @@ cdef int _adam_hyper(Hyper* h, object step, object lr, object beta1, object beta
     h.b2 = _beta(beta2, "beta2")
     e = _nonneg(eps, "eps")
     wd = _nonneg(weight_decay, "weight_decay")
-    h.sign = -1.0 if maximize else 1.0
+    h.sign = -1.0 if maxim else 1.0
     h.omb1 = 1.0 - h.b1
     h.omb2 = 1.0 - h.b2
     # Bias corrections and the step size in float64, once per call (never per element).
     h.lr = lr_ / (1.0 - pow(h.b1, <double>t))
     h.c2 = 1.0 / (1.0 - pow(h.b2, <double>t))
-    if eps_inside_sqrt:
+    if inside:
         h.eps_in = e
     else:
         h.eps_out = e
-    if decoupled_weight_decay:
+    if decoupled:
         h.decay = 1.0 - lr_ * wd
     else:
         h.wd = wd
-    return K_ADAM | (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if amsgrad else 0)
+    return K_ADAM | (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if ams else 0)
 
 
 cdef int _ewa_hyper(Hyper* h, object beta) except -1:
@@ -799,8 +1013,7 @@ def sgd_step_multi(params, grads, *, lr, weight_decay=0.0, maximize=False, n_thr
     sgd_step calls."""
     cdef Hyper h
     cdef int kid = _sgd_hyper(&h, lr, weight_decay, maximize)
-    cdef _Table t = _table(params, grads, ("param", "grad"), (), 0, labels, 0)
-    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+    _multi(kid, &h, params, grads, ("param", "grad"), (), 0, labels, 0, n_threads)
 
 
 def momentum_step_multi(params, grads, velocities=None, *, lr, beta=0.9, dampening=None,
@@ -809,9 +1022,8 @@ def momentum_step_multi(params, grads, velocities=None, *, lr, beta=0.9, dampeni
     """`momentum_step` over lists of arrays (or a Plan) in one call."""
     cdef Hyper h
     cdef int kid = _momentum_hyper(&h, lr, beta, dampening, nesterov, weight_decay, maximize)
-    cdef _Table t = _table(params, grads, ("param", "grad", "velocity"), (velocities,), 0,
-                           labels, 4)
-    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+    _multi(kid, &h, params, grads, ("param", "grad", "velocity"), (velocities,), 0, labels, 4,
+           n_threads)
 
 
 def rmsprop_step_multi(params, grads, sq_avgs=None, *, lr, beta=0.9, eps=1e-8,
@@ -822,37 +1034,44 @@ def rmsprop_step_multi(params, grads, sq_avgs=None, *, lr, beta=0.9, eps=1e-8,
     cdef Hyper h
     cdef int kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
                                   momentum, maximize)
-    cdef _Table t
     if not isinstance(params, Plan):
         _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
-    t = _table(params, grads, _RMSPROP_NAMES, (sq_avgs, grad_avgs, momentum_bufs),
-               (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4), labels,
-               4 | (8 if centered else 0) | (16 if h.mom > 0 else 0))
-    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+    _multi(kid, &h, params, grads, _RMSPROP_NAMES, (sq_avgs, grad_avgs, momentum_bufs),
+           (0 if centered else _OPT3) | (0 if h.mom > 0 else _OPT4), labels,
+           4 | (8 if centered else 0) | (16 if h.mom > 0 else 0), n_threads)
 
 
-def adam_step_multi(params, grads, ms=None, vs=None, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+def adam_step_multi(params, grads, ms=None, vs=None, *, step=None, lr=1e-3, beta1=0.9, beta2=0.999,
                     eps=1e-8, eps_inside_sqrt=False, weight_decay=0.0,
                     decoupled_weight_decay=False, amsgrad=False, v_maxs=None, maximize=False,
                     n_threads=None, labels=None):
-    """`adam_step` over lists of arrays (or a Plan) in one call."""
+    """`adam_step` over lists of arrays (or a Plan) in one call.
+
+    With a Plan, `step` may be left out: the Plan's ``count + 1`` is used.  A `step` given with a
+    Plan must equal ``count + 1`` (else RuntimeError: the step count went out of sync, e.g. two
+    threads stepping one optimizer)."""
     cdef Hyper h
-    cdef int kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
-                               decoupled_weight_decay, amsgrad, maximize)
-    cdef _Table t
+    cdef int kid
+    cdef long long expect = -1
+    if isinstance(params, Plan):
+        if step is None:
+            step = (<Plan>params)._count + 1
+        expect = _step(step) - 1
+    elif step is None:
+        raise TypeError("adam_step_multi needs step= (the update count, from 1)")
+    kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
+                      decoupled_weight_decay, amsgrad, maximize)
     if not isinstance(params, Plan):
         _adam_state_args(amsgrad, v_maxs, "s")
-    t = _table(params, grads, _ADAM_NAMES, (ms, vs, v_maxs), 0 if amsgrad else _OPT4, labels,
-               4 | 8 | (16 if amsgrad else 0))
-    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+    _multi(kid, &h, params, grads, _ADAM_NAMES, (ms, vs, v_maxs), 0 if amsgrad else _OPT4, labels,
+           4 | 8 | (16 if amsgrad else 0), n_threads, expect)
 
 
 def ewa_update_multi(avgs, values, *, beta, n_threads=None, labels=None):
     """`ewa_update` over lists of arrays (or a Plan over the averages) in one call."""
     cdef Hyper h
     cdef int kid = _ewa_hyper(&h, beta)
-    cdef _Table t = _table(avgs, values, ("avg", "value"), (), 0, labels, 0)
-    _call(kid, t.segs, t.n, &h, _threads(n_threads))
+    _multi(kid, &h, avgs, values, ("avg", "value"), (), 0, labels, 0, n_threads)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -910,12 +1129,24 @@ def _ewa_scan(cnp.ndarray x, cnp.ndarray y, beta, bint bias_correction, n_thread
     """Private: x, y are 2-D (T, K) views of one dtype; y[t, k] gets the EWA of x[:t+1, k]."""
     cdef double b = _beta(beta, "beta")
     cdef int nt = _threads(n_threads)
-    cdef Py_ssize_t isz = x.itemsize
-    cdef Py_ssize_t T = x.shape[0], K = x.shape[1]
-    cdef Py_ssize_t xt = x.strides[0] // isz, xk = x.strides[1] // isz
-    cdef Py_ssize_t yt = y.strides[0] // isz, yk = y.strides[1] // isz
-    if x.dtype != y.dtype or x.ndim != 2 or y.ndim != 2 or y.shape[0] != T or y.shape[1] != K:
-        raise ValueError("_ewa_scan: x and y must be 2-D views of one shape and dtype")
+    cdef Py_ssize_t isz, T, K, xt, xk, yt, yk
+    cdef int tx = cnp.PyArray_TYPE(x)
+    if (x.ndim != 2 or y.ndim != 2 or tx != cnp.PyArray_TYPE(y)
+            or (tx != cnp.NPY_FLOAT and tx != cnp.NPY_DOUBLE)
+            or x.shape[0] != y.shape[0] or x.shape[1] != y.shape[1]):
+        raise ValueError("_ewa_scan: x and y must be 2-D float32/float64 views of one shape and "
+                         "dtype")
+    isz = x.itemsize
+    for a, what in ((x, "series"), (y, "out")):
+        if (not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a)
+                or a.strides[0] % isz != 0 or a.strides[1] % isz != 0):
+            raise ValueError(f"{what} must be aligned, in native byte order, with strides that "
+                             f"are multiples of its itemsize (a structured-field view is not)")
+    if not cnp.PyArray_ISWRITEABLE(y):
+        raise ValueError("out is read-only")
+    T = x.shape[0]; K = x.shape[1]
+    xt = x.strides[0] // isz; xk = x.strides[1] // isz
+    yt = y.strides[0] // isz; yk = y.strides[1] // isz
     if T == 0 or K == 0:
         return
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
@@ -940,6 +1171,7 @@ cdef double* _block_reduce(int what, list arrays, bint writable, object labels, 
     cdef Block* blocks
     cdef double* out
     cdef cnp.ndarray a
+    _check_labels(labels, len(arrays), "the array list")
     for k in range(len(arrays)):
         _check_array(arrays[k], ("grad",), 0, k if labels is None else labels[k], writable, None)
         nb += (cnp.PyArray_SIZE(<cnp.ndarray>arrays[k]) + REDUCE_BLOCK - 1) // REDUCE_BLOCK
@@ -1007,6 +1239,7 @@ def check_param_arrays(list arrays, labels=None):
     """Validate arrays an optimizer will update in place (float32/float64, C-contiguous, aligned,
     writeable, native byte order); raise TypeError/ValueError naming the offending one."""
     cdef Py_ssize_t k
+    _check_labels(labels, len(arrays), "params")
     for k in range(len(arrays)):
         _check_array(arrays[k], ("param",), 0, k if labels is None else labels[k], True, None)
 
@@ -1023,8 +1256,18 @@ ctypedef fused item_t:
 
 
 cdef int _check_gather(cnp.ndarray x, cnp.ndarray idx, Py_ssize_t m, str what) except -1:
-    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
-        raise ValueError(f"{what} must be C-contiguous")
+    # bytes are copied as they are: never for reference-counted items (object arrays), whose
+    # copies would hold pointers without references (a use-after-free once x is gone)
+    if x.dtype.hasobject:
+        raise TypeError(f"{what} holds Python objects (dtype {x.dtype}): the native gathers copy "
+                        f"raw bytes only; use NumPy indexing for object arrays")
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be 2-D, got {x.ndim} dimension(s)")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISALIGNED(x):
+        raise ValueError(f"{what} must be C-contiguous and aligned")
+    if x.itemsize not in (1, 2, 4, 8):
+        raise TypeError(f"{what}: the native gathers support item sizes 1, 2, 4, 8, "
+                        f"got {x.itemsize}")
     if cnp.PyArray_TYPE(idx) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(idx):
         raise TypeError("indices must be a C-contiguous int64 array")
     cdef const cnp.int64_t* p = <const cnp.int64_t*>cnp.PyArray_DATA(idx)
@@ -1038,10 +1281,12 @@ cdef int _check_gather(cnp.ndarray x, cnp.ndarray idx, Py_ssize_t m, str what) e
 def gather_rows(cnp.ndarray x, cnp.ndarray idx, cnp.ndarray out, n_threads=None):
     """out[i] = x[idx[i]] for a C-contiguous 2-D x (one example per row); one memcpy per row,
     threaded over rows.  out must be C-contiguous with shape (len(idx), x.shape[1])."""
-    cdef Py_ssize_t m = x.shape[0], nidx = cnp.PyArray_SIZE(idx), i
-    cdef Py_ssize_t row_bytes = x.shape[1] * x.itemsize
+    cdef Py_ssize_t m, nidx = cnp.PyArray_SIZE(idx), i
+    cdef Py_ssize_t row_bytes
     cdef int nt = _threads(n_threads)
-    _check_gather(x, idx, m, "x")
+    _check_gather(x, idx, x.shape[0] if x.ndim == 2 else 0, "x")
+    m = x.shape[0]
+    row_bytes = x.shape[1] * x.itemsize
     if (out.ndim != 2 or out.shape[0] != nidx or out.shape[1] != x.shape[1]
             or out.dtype != x.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(out)
             or not cnp.PyArray_ISWRITEABLE(out)):
@@ -1089,20 +1334,27 @@ def gather_cols_epoch(cnp.ndarray x, cnp.ndarray perm, Py_ssize_t batch_size, cn
     """Gather a whole epoch of column batches: for x of shape (rows, m), C-contiguous, one
     example per column, full[k] = x[:, perm[k*b:(k+1)*b]] (shape (nb, rows, b)) and, when given,
     last = x[:, perm[nb*b:]] (shape (rows, rem)).  Threaded over rows."""
-    cdef Py_ssize_t rows = x.shape[0], m = x.shape[1], b = batch_size
+    cdef Py_ssize_t rows, m, b = batch_size
     cdef Py_ssize_t nb = full.shape[0] if full.ndim == 3 else 0, rem = 0
     cdef int nt = _threads(n_threads)
     cdef int isz = x.itemsize
     cdef cnp.ndarray lastarr
     cdef char* lp = NULL
-    _check_gather(x, perm, m, "x")
+    _check_gather(x, perm, x.shape[1] if x.ndim == 2 else 0, "x")
+    rows = x.shape[0]; m = x.shape[1]
+    if b < 1:
+        raise ValueError("batch_size must be >= 1")
     if (full.ndim != 3 or full.shape[1] != rows or (nb > 0 and full.shape[2] != b)
             or full.dtype != x.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(full)
             or not cnp.PyArray_ISWRITEABLE(full)):
         raise ValueError("full must be a writeable C-contiguous (n_batches, rows, batch_size) "
                          "array of x's dtype")
     if last is not None:
+        if not isinstance(last, np.ndarray):
+            raise TypeError("last must be a numpy.ndarray or None")
         lastarr = <cnp.ndarray>last
+        if lastarr.ndim != 2:
+            raise ValueError("last must be a writeable C-contiguous (rows, rem) array")
         rem = lastarr.shape[1]
         if (lastarr.ndim != 2 or lastarr.shape[0] != rows or lastarr.dtype != x.dtype
                 or not cnp.PyArray_IS_C_CONTIGUOUS(lastarr) or not cnp.PyArray_ISWRITEABLE(lastarr)):

@@ -46,6 +46,21 @@ cdef extern from *:
     static int fastopt_omp_max_threads(void) { return 1; }
     #endif
 
+    /* Fork safety.  GNU OpenMP's thread pool does not survive fork(): a parallel region in the
+       child waits forever for threads that do not exist.  As PyTorch does, a pthread_atfork
+       child handler marks the process as forked, and fastopt then runs serially in it. */
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <pthread.h>
+    static volatile int fastopt_forked = 0;
+    static void fastopt_atfork_child(void) { fastopt_forked = 1; }
+    static int fastopt_register_atfork(void) {
+        return pthread_atfork(NULL, NULL, fastopt_atfork_child);
+    }
+    #else
+    static volatile int fastopt_forked = 0;
+    static int fastopt_register_atfork(void) { return 0; }
+    #endif
+
     /* Run-time CPU feature detection.  gcc/clang's __builtin_cpu_supports also checks that the
        OS saves the wide registers (XGETBV), so a "yes" here means the instructions will run. */
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
@@ -65,6 +80,8 @@ cdef extern from *:
     int FASTOPT_OPENMP
     int fastopt_omp_max_threads() noexcept nogil
     int fastopt_cpu_supports(int level) noexcept nogil
+    int fastopt_forked
+    int fastopt_register_atfork() noexcept nogil
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,7 +164,8 @@ cdef inline void _adam_elem(floating* p, floating g, floating* m, floating* v, f
     v[0] = vi
     if ams:
         vm = vmax[0]
-        vm = vi if not (vi <= vm) else vm  # NaN in v propagates, like torch.maximum
+        # torch.maximum: a NaN in v or in v_max gives NaN (vm != vm is true only for NaN)
+        vm = vi if (vi > vm or vi != vi) else vm
         vmax[0] = vm
         vi = vm
     p[0] = p[0] * decay - step_size * (mi / (_sqrt(vi * c2 + eps_in) + eps_out))

@@ -5,6 +5,7 @@ arrays.  ``ParamSet`` fixes their order once, checks them once (float32/float64,
 aligned, writeable: they are updated in place), and maps each step's gradients onto that order.
 """
 
+import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,6 +51,8 @@ class ParamSet:
                             f"got {_describe(params)}{hint}")
         if not self.arrays:
             raise ValueError(f"{what} is empty")
+        self._source = params   # the caller's container, to notice replaced entries
+        self._what = what
         _k.check_param_arrays(self.arrays, self.keys)
         _check_disjoint(self.arrays, self.keys, what)
         if self.is_dict:
@@ -57,6 +60,34 @@ class ParamSet:
 
     def __len__(self):
         return len(self.arrays)
+
+    def check_same(self):
+        """Raise ValueError when an entry of the caller's dict or list was replaced (or removed)
+        since construction: ``params["W1"] = params["W1"] * 1.0`` makes a new array, and the
+        optimizer would go on updating the old one, silently.  One lookup per entry."""
+        src = self._source
+        if isinstance(src, tuple):
+            return
+        # fast path: the container holds exactly our arrays, in order (no lookups)
+        if len(src) == len(self.arrays) and all(
+                map(operator.is_, src.values() if self.is_dict else src, self.arrays)):
+            return
+        for k, a in zip(self.keys, self.arrays):
+            try:
+                now = src[k]
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(f"{self._what}[{k!r}] was removed from the {self._what} "
+                                 f"container after the optimizer was built") from None
+            if now is not a:
+                raise ValueError(
+                    f"{self._what}[{k!r}] was replaced by another array after the optimizer was "
+                    f"built: the optimizer updates the arrays it was given, in place, so the new "
+                    f"array would never be updated.  Update the array in place "
+                    f"(params[{k!r}][...] = new) or build a new optimizer")
+        if self.is_dict:
+            return    # entries added to the dict are not ours (their gradients are refused)
+        raise ValueError(f"the {self._what} list changed length after the optimizer was built "
+                         f"({len(src)} entries, {len(self.arrays)} expected)")
 
     def grads_list(self, grads, what="grads"):
         """The gradients as a list in parameter order.
@@ -78,8 +109,9 @@ class ParamSet:
                 elif isinstance(k, str) and f"d{k}" in grads:
                     out.append(grads[f"d{k}"]); used.add(f"d{k}")
                 else:
-                    raise ValueError(f"{what} has no gradient for parameter {k!r} "
-                                   f"(expected key {k!r} or {'d' + str(k)!r})")
+                    noun = "gradient" if what == "grads" else "entry"
+                    raise ValueError(f"{what} has no {noun} for parameter {k!r} "
+                                     f"(expected key {k!r} or {'d' + str(k)!r})")
             if len(used) != len(grads):
                 extra = [k for k in grads if k not in used]
                 raise ValueError(f"{what} has entries that match no parameter: {extra}")

@@ -36,15 +36,25 @@ class EMA:
     def __init__(self, params, *, beta=0.999):
         self._params = ParamSet(params)
         self.beta = _k.check_beta(beta, "beta")
-        self.count = 0
         self._avgs = [aligned_zeros(p.shape, p.dtype) for p in self._params.arrays]
         self._plan = _k.Plan(self._avgs, ("avg", "param", "", "", ""), (),
                              labels=self._params.keys)
 
     def update(self):
         """avg <- beta avg + (1 - beta) param, for every array, in one native call."""
+        self._params.check_same()
+        # the native call increments count together with the averages (interrupt-consistent);
+        # a second thread updating this EMA concurrently gets RuntimeError
         _k.ewa_update_multi(self._plan, self._params.arrays, beta=self.beta)
-        self.count += 1
+
+    @property
+    def count(self):
+        """The number of ``update()`` calls applied."""
+        return self._plan.count
+
+    @count.setter
+    def count(self, value):
+        self._plan.count = value
 
     def _corrected(self):
         if self.count == 0:

@@ -25,10 +25,22 @@ same_traffic_step = _k.same_traffic_step
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _plain(a):
+    """True when a's memory can be walked with element strides: aligned, native byte order,
+    every stride a multiple of the itemsize (a structured-field view is not)."""
+    return (a.flags.aligned and a.dtype.isnative
+            and all(st % a.itemsize == 0 for st in a.strides))
+
+
 def _as_float_array(x, name):
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray: its mask would be ignored; pass "
+                        f"the .data array (or fill the masked values) explicitly")
     a = np.asarray(x)
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8) and not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))   # a native copy of the (read-only) input
     if a.dtype in _FLOATS:
-        return a
+        return a if _plain(a) else a.copy()
     if a.dtype.kind in "biu":
         return a.astype(np.float64)
     raise TypeError(f"{name} must hold real numbers (float32/float64, or integers, which are "
@@ -44,6 +56,10 @@ def _check_out(out, shape, dtype):
         raise ValueError(f"out must have shape {shape}, got {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
+    if not _plain(out):
+        raise ValueError("out must be aligned, in native byte order, with strides that are "
+                         "multiples of its itemsize (a structured-field view is not): fastopt "
+                         "never writes through a temporary copy")
 
 
 def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
@@ -80,17 +96,20 @@ def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
     """
     x = _as_float_array(series, "series")
     _k.check_beta(beta, "beta")
+    bias_correction = _k.check_bool(bias_correction, "bias_correction")
     if x.ndim == 0:
         raise ValueError("series must have at least one dimension")
-    ax = _normalize_axis(axis, x.ndim)
+    ax = _k.check_axis(axis, x.ndim)
     if out is None:
         res = np.empty(x.shape, dtype=x.dtype)
     else:
         _check_out(out, x.shape, x.dtype)
-        if np.shares_memory(out, x) and not (out.__array_interface__["data"][0]
-                                             == x.__array_interface__["data"][0]
-                                             and out.strides == x.strides):
-            raise ValueError("out overlaps series without being the same array")
+        # may_share_memory is a bounds test (constant time); an exact shares_memory can take
+        # exponential time on adversarial strides
+        if np.may_share_memory(out, x) and not (out.__array_interface__["data"][0]
+                                                == x.__array_interface__["data"][0]
+                                                and out.strides == x.strides):
+            raise ValueError("out overlaps series (or may) without being the same array")
         res = out
     if x.size == 0:
         return res
@@ -103,21 +122,11 @@ def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
         r2 = None                                 # scan into a fresh array, then copy into out
     if r2 is None:
         tmp = np.empty(x2.shape, dtype=x.dtype)
-        _k._ewa_scan(x2, tmp, beta, bool(bias_correction))
+        _k._ewa_scan(x2, tmp, beta, bias_correction)
         r[...] = tmp.reshape(r.shape)
     else:
-        _k._ewa_scan(x2, r2, beta, bool(bias_correction))
+        _k._ewa_scan(x2, r2, beta, bias_correction)
     return res
-
-
-def _normalize_axis(axis, ndim):
-    try:
-        ax = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
-    if not -ndim <= ax < ndim:
-        raise ValueError(f"axis {axis} is out of range for an array of {ndim} dimension(s)")
-    return ax % ndim
 
 
 def debias(avg, *, beta, step, out=None):

@@ -19,6 +19,9 @@ Typical loop (the course's layout: ``parameters["W1"]``, gradients ``grads["dW1"
         opt.end_epoch()
 """
 
+import threading
+import weakref
+
 from ._dispatch import kernels as _k
 from ._params import ParamSet, aligned_zeros
 from .schedules import as_schedule
@@ -49,7 +52,8 @@ class Optimizer:
         self._params = ParamSet(params)
         self._schedule = as_schedule(lr)
         self.hyper = self._validate(**hyper)
-        self.step_count = 0
+        self._lock = threading.Lock()
+        self._released_by = None
         self.epoch = 0
         self.skipped_steps = 0
         self.state = {k: {slot: aligned_zeros(p.shape, p.dtype) for slot in self._slots()}
@@ -62,6 +66,17 @@ class Optimizer:
         self._plan = _k.Plan(self._params.arrays, ("param", "grad") + operands,
                              tuple(self._state_lists.get(name) for name in self._OPERANDS),
                              labels=self._params.keys)
+        _claim(self)
+
+    @property
+    def step_count(self):
+        """The number of updates applied (kept by the native Plan and incremented in the same
+        native call as the update, so an interrupt never leaves it out of step with the arrays)."""
+        return self._plan.count
+
+    @step_count.setter
+    def step_count(self, value):
+        self._plan.count = value
 
     # -- subclass interface ---------------------------------------------------------------------
     def _validate(self, **hyper):
@@ -108,13 +123,30 @@ class Optimizer:
         TypeError, ValueError: missing or extra gradients, or a shape or dtype mismatch; raised
             before any array is written.
         """
-        g = self._params.grads_list(grads)
-        if skip_if_nonfinite and not _k.all_finite_multi(g, labels=self._params.keys):
-            self.skipped_steps += 1
-            return False
-        self._update(g, self.lr, self.step_count + 1)
-        self.step_count += 1
-        return True
+        skip = skip_if_nonfinite
+        if skip is not False and skip is not True:
+            skip = _k.check_bool(skip, "skip_if_nonfinite")
+        lock = self._lock
+        if not lock.acquire(False):
+            raise RuntimeError(f"{type(self).__name__}.step was called while another thread is "
+                               f"stepping this optimizer: steps of one optimizer must not run "
+                               f"concurrently (use one optimizer per thread, or a lock)")
+        try:
+            if self._released_by is not None:
+                raise RuntimeError(
+                    f"this {type(self).__name__} no longer updates its parameters: "
+                    f"{self._released_by} was built later on the same arrays, and two optimizers "
+                    f"stepping one array would update it twice; step the newer one")
+            self._params.check_same()
+            g = self._params.grads_list(grads)
+            if skip and not _k.all_finite_multi(g, labels=self._params.keys):
+                self.skipped_steps += 1
+                return False
+            # the native call increments step_count together with the update
+            self._update(g, self.lr, self.step_count + 1)
+            return True
+        finally:
+            lock.release()
 
     def end_epoch(self):
         """Mark the end of an epoch (epoch-counting schedules move on)."""
@@ -145,10 +177,19 @@ class Optimizer:
         hyperparameters, names, shapes, dtypes, counters); on any mismatch ValueError is raised
         and nothing changes.  The state arrays are copied into this optimizer's own arrays."""
         _validate_state(self, state)
+        if not self._lock.acquire(False):
+            raise RuntimeError(f"{type(self).__name__}.load_state_dict was called while another "
+                               f"thread is stepping this optimizer")
+        try:
+            self._restore(state)
+        finally:
+            self._lock.release()
+
+    def _restore(self, state):
         for k in self._params.keys:
             for slot, dst in self.state[k].items():
                 dst[...] = state["state"][str(k)][slot]
-        self.step_count = int(state["step_count"])
+        self._plan.count = int(state["step_count"])
         self.epoch = int(state["epoch"])
         self.skipped_steps = int(state["skipped_steps"])
 
@@ -158,7 +199,23 @@ class Optimizer:
                 f"{hyper}, step_count={self.step_count}, epoch={self.epoch})")
 
 
+_MAX_COUNT = 2 ** 53
+
+
+def _state_int(v, name, low=None, high=None):
+    """A counter or version from a state dict as a Python int: an integer scalar (Python or
+    NumPy), never a bool, a float or an array (not even 0-d); TypeError/ValueError otherwise."""
+    import numpy as np
+    if isinstance(v, np.ndarray):
+        raise TypeError(f"{name} must be an integer, got an array of shape {v.shape}")
+    return _k.check_int(v, name, low, high)
+
+
 def _validate_state(opt, state):
+    import numbers
+
+    import numpy as np
+
     def fail(msg):
         raise ValueError(f"cannot load optimizer state: {msg}")
 
@@ -169,26 +226,49 @@ def _validate_state(opt, state):
     missing = [k for k in required if k not in state]
     if missing:
         fail(f"missing entries {missing}")
-    if state["format_version"] != STATE_FORMAT_VERSION:
-        fail(f"format_version {state['format_version']!r}, this fastopt reads "
-             f"{STATE_FORMAT_VERSION}")
-    if state["optimizer"] != type(opt).__name__:
-        fail(f"it was saved from {state['optimizer']!r}, not {type(opt).__name__!r}")
+    try:
+        version = _state_int(state["format_version"], "format_version")
+    except (TypeError, ValueError) as exc:
+        fail(f"{exc} (this fastopt reads format_version {STATE_FORMAT_VERSION})")
+    if version != STATE_FORMAT_VERSION:
+        fail(f"format_version {version!r}, this fastopt reads {STATE_FORMAT_VERSION}")
+    saved_cls = state["optimizer"]
+    if not isinstance(saved_cls, str):
+        fail(f"optimizer must be a class name (str), got {type(saved_cls).__name__}")
+    if saved_cls != type(opt).__name__:
+        fail(f"it was saved from {saved_cls!r}, not {type(opt).__name__!r}")
     hyper = state["hyper"]
-    if not isinstance(hyper, dict) or set(hyper) != set(opt.hyper):
-        fail(f"hyperparameters {sorted(hyper) if isinstance(hyper, dict) else hyper!r} do not "
-             f"match {sorted(opt.hyper)}")
-    diff = {k: (hyper[k], v) for k, v in opt.hyper.items() if hyper[k] != v}
+    if (not isinstance(hyper, dict) or not all(isinstance(k, str) for k in hyper)
+            or set(hyper) != set(opt.hyper)):
+        fail(f"hyperparameters {sorted(map(str, hyper)) if isinstance(hyper, dict) else hyper!r}"
+             f" do not match {sorted(opt.hyper)}")
+
+    def same(saved, here):
+        # no array and no truthiness: a bool matches only a bool, a number only a real number
+        if isinstance(here, bool):
+            return isinstance(saved, (bool, np.bool_)) and bool(saved) == here
+        if isinstance(saved, (bool, np.bool_)) or not isinstance(saved, numbers.Real):
+            return False
+        try:
+            return float(saved) == float(here)
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    diff = {k: (hyper[k], v) for k, v in opt.hyper.items() if not same(hyper[k], v)}
     if diff:
         fail("saved hyperparameters differ from this optimizer's: "
              + ", ".join(f"{k}: saved {a!r}, here {b!r}" for k, (a, b) in diff.items()))
     for name in ("step_count", "epoch", "skipped_steps"):
-        v = state[name]
-        if isinstance(v, bool) or not hasattr(v, "__index__") or int(v) < 0:
-            fail(f"{name} must be an integer >= 0, got {v!r}")
+        try:
+            _state_int(state[name], name, 0, _MAX_COUNT)
+        except (TypeError, ValueError) as exc:
+            fail(f"{name} must be an integer in [0, 2**53): {exc}")
     keys = [str(k) for k in opt._params.keys]
-    if list(state["keys"]) != keys:
-        fail(f"parameter names {list(state['keys'])} do not match {keys}")
+    saved_keys = state["keys"]
+    if (not isinstance(saved_keys, (list, tuple))
+            or not all(isinstance(k, str) for k in saved_keys) or list(saved_keys) != keys):
+        shown = list(saved_keys) if isinstance(saved_keys, (list, tuple)) else saved_keys
+        fail(f"parameter names {shown!r} do not match {keys}")
     st = state["state"]
     if not isinstance(st, dict) or set(st) != set(keys):
         fail("state entries do not match the parameter names")
@@ -198,15 +278,45 @@ def _validate_state(opt, state):
             fail(f"state[{k!r}] has slots {sorted(slots) if isinstance(slots, dict) else slots!r}"
                  f", expected {sorted(opt._slots())}")
         for slot, a in slots.items():
-            if not hasattr(a, "shape") or a.shape != p.shape or a.dtype != p.dtype:
+            if (not isinstance(a, np.ndarray) or a.dtype.hasobject or a.shape != p.shape
+                    or a.dtype != p.dtype):
                 fail(f"state[{k!r}][{slot!r}] has shape {getattr(a, 'shape', None)} and dtype "
                      f"{getattr(a, 'dtype', None)}, expected {p.shape} and {p.dtype}")
 
 
-def _bool(x, name):
-    if not isinstance(x, bool):
-        raise TypeError(f"{name} must be True or False, got {x!r}")
-    return x
+_bool = _k.check_bool
+
+# Live optimizers, to find two that write one array (see _claim).
+_LIVE = weakref.WeakSet()
+
+
+def _spans(opt):
+    return [(a.ctypes.data, a.ctypes.data + a.nbytes, k)
+            for k, a in zip(opt._params.keys, opt._params.arrays) if a.nbytes]
+
+
+def _claim(opt):
+    """Two optimizers stepping one array update it twice.  A new optimizer whose parameters
+    overlap a live one's takes them over: the older one raises RuntimeError at its next step
+    (rather than refusing the new one, which would break re-running ``opt = Adam(params)``
+    while the previous optimizer is still referenced)."""
+    mine = sorted(_spans(opt))
+    if mine:
+        for other in list(_LIVE):
+            if other is opt or other._released_by is not None:
+                continue
+            theirs = sorted(_spans(other))
+            i = j = 0
+            while i < len(mine) and j < len(theirs):
+                if mine[i][0] < theirs[j][1] and theirs[j][0] < mine[i][1]:
+                    other._released_by = (f"the {type(opt).__name__} created at 0x{id(opt):x} "
+                                          f"(parameter {mine[i][2]!r})")
+                    break
+                if mine[i][1] <= theirs[j][1]:
+                    i += 1
+                else:
+                    j += 1
+    _LIVE.add(opt)
 
 
 class SGD(Optimizer):
