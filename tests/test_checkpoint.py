@@ -405,13 +405,19 @@ def test_load_state_corrupt_file_changes_nothing(content, tmp_path, rng):
 
 
 def test_load_state_rejects_a_plain_npy_file(tmp_path, rng):
-    # np.load returns an ndarray (not an archive) for .npy files: a clear ValueError is expected,
-    # as for every other file that is not a checkpoint
-    path = tmp_path / "ckpt.npy"
-    np.save(path, np.ones(3))
+    # a .npy file (not an archive) under a checkpoint's name: a clear ValueError, as for every
+    # other file that is not a checkpoint
+    path = tmp_path / "ckpt.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.ones(3))
     opt, before = _target(rng)
     with pytest.raises(ValueError, match="cannot load optimizer state"):
         fastopt.load_state(str(path), opt)
+    assert snapshot(opt) == before
+    # "ckpt.npy" names "ckpt.npy.npz" (the path rule save_state uses), which does not exist
+    np.save(tmp_path / "ckpt.npy", np.ones(3))
+    with pytest.raises(FileNotFoundError, match=r"ckpt\.npy\.npz"):
+        fastopt.load_state(str(tmp_path / "ckpt.npy"), opt)
     assert snapshot(opt) == before
 
 
@@ -551,3 +557,520 @@ def test_save_state_appends_npz_suffix_like_numpy(tmp_path, rng):
     fresh = fastopt.Momentum(make_params(rng), lr=0.1)
     fastopt.load_state(str(tmp_path / "ckpt.npz"), fresh)
     assert fresh.step_count == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile files: the member list and every .npy header are checked before any data is read;
+# nothing is allocated from what a file claims; nothing changes on failure.
+# ------------------------------------------------------------------------------------------------
+
+import io
+import pathlib
+import struct
+import tracemalloc
+
+from fastopt import checkpoint as _ckpt
+
+
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_header(header_text, version=(1, 0)):
+    """Magic + header for an arbitrary header text (padded as NumPy pads it)."""
+    h = header_text.encode("latin1")
+    fmt = "<H" if version == (1, 0) else "<I"
+    pre = 6 + 2 + struct.calcsize(fmt)
+    h = h + b" " * (-(pre + len(h) + 1) % 64) + b"\n"
+    return b"\x93NUMPY" + bytes(version) + struct.pack(fmt, len(h)) + h
+
+
+def claim(shape, descr="<f8", fortran=False):
+    return npy_header(repr({"descr": descr, "fortran_order": fortran, "shape": shape}))
+
+
+def members_of(path):
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def write_zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+@pytest.fixture
+def good(tmp_path, rng):
+    """(path of a good checkpoint, its members, a target optimizer, the target's snapshot)."""
+    source, _ = _target(rng)
+    source.end_epoch()
+    path = tmp_path / "good.npz"
+    fastopt.save_state(path, source)
+    opt, before = _target(rng)
+    return path, members_of(path), opt, before
+
+
+def load_fails(tmp_path, members, opt, before, pattern, compression=zipfile.ZIP_STORED):
+    bad = tmp_path / "bad.npz"
+    write_zip(bad, members, compression)
+    with pytest.raises(ValueError, match=pattern) as info:
+        fastopt.load_state(bad, opt)
+    assert "cannot load optimizer state" in str(info.value)
+    assert snapshot(opt) == before, "a failed load changed the optimizer"
+    return info.value
+
+
+def test_expected_members_are_the_flattened_state_dict(rng):
+    for cls_name, kw in RESUME_CASES:
+        _, opt = trained(cls_name, kw, rng, steps=1)
+        assert set(_ckpt._expected(opt)) == {k + ".npy" for k in _ckpt._flatten(opt.state_dict())}
+
+
+def test_good_file_loads_and_matches(good):
+    path, members, opt, before = good
+    assert "state/0/m.npy" in members and "keys.npy" in members
+    fastopt.load_state(path, opt)
+    assert (opt.step_count, opt.epoch, opt.skipped_steps) == (2, 1, 0)
+    assert snapshot(opt) != before
+
+
+@pytest.mark.parametrize("shape", [(2 ** 34,), (2 ** 40,), (2 ** 31, 2 ** 31), (5, 4)],
+                         ids=["2**34", "2**40", "2**62", "right_shape_no_data"])
+def test_header_claiming_a_huge_array_allocates_nothing(shape, good, tmp_path, monkeypatch):
+    path, members, opt, before = good
+    members["state/0/m.npy"] = claim(shape)          # a header, and no data at all
+    bad = tmp_path / "bad.npz"
+    write_zip(bad, members)
+    sizes = []
+    real_empty = np.empty
+
+    def recording_empty(shape, *a, **k):
+        sizes.append(int(np.prod(shape, dtype=object)))
+        return real_empty(shape, *a, **k)
+
+    monkeypatch.setattr(_ckpt.np, "empty", recording_empty)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"state/0/m"):
+            fastopt.load_state(bad, opt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2 ** 20, f"loading allocated {peak} bytes"
+    assert all(n <= 20 for n in sizes), f"allocation sized from the file: {sizes}"
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("header, pattern", [
+    (b"not an npy member at all", "malformed"),
+    (b"\x93NUMPY\x01\x00", "malformed"),                                  # no header length
+    (b"\x93NUMPY\x01\x00\xff\xff{'descr'", "malformed"),                  # length beyond data
+    (b"\x93NUMPY\x09\x00" + b"\x10\x00" + b" " * 16, "malformed"),        # version 9.0
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4"), "malformed"),
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4), }}}"), "malformed"),
+    (npy_header("[1, 2, 3]"), "malformed"),
+    (npy_header("{'descr': '<f8', 'shape': (5, 4)}"), "malformed"),
+    (npy_header("{'descr': 'not a dtype', 'fortran_order': False, 'shape': (5, 4)}"),
+     "malformed"),
+    (npy_header("{'descr': '<f8', 'fortran_order': 'no', 'shape': (5, 4)}"), "malformed"),
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (5.0, 4)}"), "malformed"),
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4)}", (3, 0)),
+     "malformed"),
+    (npy_header("\"" + "x" * 70000, (2, 0)), "malformed|bytes"),
+    (npy_header("\"" + "x" * 20000), "malformed"),            # over NumPy's header limit
+    (claim((5, 4), fortran=True) + bytes(160), "Fortran"),
+    (claim((5, 4), descr="|O") + bytes(160), "objects"),
+    (claim((5, 4), descr=[("a", "|O")]) + bytes(160), "objects"),
+    (claim((5, 4), descr=">f8") + bytes(160), "dtype"),
+    (claim((5, 4), descr="<f4") + bytes(80), "dtype"),
+    (claim((20,)) + bytes(160), "shape"),
+    (claim((5, 4)) + bytes(159), "bytes"),                    # one data byte short
+    (claim((5, 4)) + bytes(161), "bytes"),                    # one data byte extra
+], ids=lambda v: None if isinstance(v, bytes) else v)
+def test_malformed_or_mismatched_state_header(header, pattern, good, tmp_path):
+    _, members, opt, before = good
+    members["state/0/m.npy"] = header
+    err = load_fails(tmp_path, members, opt, before, pattern)
+    assert "state/0/m" in str(err)
+
+
+def test_huge_header_length_in_a_compressed_member_is_not_decompressed(good, tmp_path):
+    # a version-2 header claiming a 2 GiB header, followed by 64 MiB of zeros deflated to
+    # ~64 KiB: refused from the member's size, before the header is read
+    _, members, opt, before = good
+    bad = tmp_path / "bad.npz"
+    del members["state/0/m.npy"]
+    write_zip(bad, members)
+    with zipfile.ZipFile(bad, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("state/0/m.npy", "w", force_zip64=True) as m:
+            m.write(b"\x93NUMPY\x02\x00" + struct.pack("<I", 2 ** 31))
+            chunk = bytes(2 ** 20)
+            for _ in range(64):
+                m.write(chunk)
+    assert bad.stat().st_size < 2 ** 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"state/0/m.* bytes, more than"):
+            fastopt.load_state(bad, opt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2 ** 20, f"loading allocated {peak} bytes"
+    assert snapshot(opt) == before
+
+
+def test_version_2_headers_are_read(good, tmp_path):
+    _, members, opt, _ = good
+    arr = np.lib.format.read_array(io.BytesIO(members["state/0/m.npy"]))
+    members["state/0/m.npy"] = npy_header(
+        repr({"descr": "<f8", "fortran_order": False, "shape": (5, 4)}), (2, 0)) + arr.tobytes()
+    write_zip(tmp_path / "v2.npz", members)
+    fastopt.load_state(tmp_path / "v2.npz", opt)
+    assert opt.state["W1"]["m"].tobytes() == arr.tobytes()
+
+
+def test_unknown_member_is_refused_and_never_read(good, tmp_path, monkeypatch):
+    _, members, opt, before = good
+    bad = tmp_path / "bad.npz"
+    write_zip(bad, members)
+    # a large, highly compressible extra member (a small "zip bomb")
+    with zipfile.ZipFile(bad, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("extra.npy", "w", force_zip64=True) as m:
+            chunk = bytes(2 ** 20)
+            for _ in range(64):
+                m.write(chunk)
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def recording_open(self, name, *a, **k):
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, *a, **k)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+    with pytest.raises(ValueError, match=r"unknown entries 'extra'"):
+        fastopt.load_state(bad, opt)
+    assert "extra.npy" not in opened
+    assert opened == [], f"members were read before the member list was checked: {opened}"
+    assert snapshot(opt) == before
+
+
+def test_unknown_member_among_valid_ones_only_expected_are_read(good, tmp_path, monkeypatch):
+    # even a load that fails late never opens anything outside the expected set
+    _, members, opt, before = good
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def recording_open(self, name, *a, **k):
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, *a, **k)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+    bad = tmp_path / "bad.npz"
+    members["format_version.npy"] = npy_bytes(np.asarray(2))
+    write_zip(bad, members)
+    opened.clear()
+    with pytest.raises(ValueError, match="format_version"):
+        fastopt.load_state(bad, opt)
+    assert set(opened) <= set(_ckpt._expected(opt)) and opened
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("name", ["step_count.npy", "hyper/beta1.npy", "keys.npy",
+                                  "state/3/v_max.npy", "optimizer.npy"])
+def test_missing_member_is_named(name, good, tmp_path):
+    _, members, opt, before = good
+    del members[name]
+    load_fails(tmp_path, members, opt, before, "missing entries .*" + name[:-4])
+
+
+def test_duplicate_member_is_refused(good, tmp_path):
+    _, members, opt, before = good
+    bad = tmp_path / "bad.npz"
+    write_zip(bad, members)
+    with pytest.warns(UserWarning, match="Duplicate"):
+        with zipfile.ZipFile(bad, "a") as zf:
+            zf.writestr("step_count.npy", npy_bytes(np.asarray(10 ** 6)))
+    with pytest.raises(ValueError, match="more than once"):
+        fastopt.load_state(bad, opt)
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("name, value, pattern", [
+    ("step_count", np.array([3, 4]), "integer scalar"),
+    ("step_count", np.array([[3]]), "integer scalar"),
+    ("step_count", np.asarray(np.uint64(2 ** 64 - 1)), "step_count"),
+    ("step_count", np.asarray(2 ** 53), "step_count"),
+    ("epoch", np.asarray(-1), "epoch"),
+    ("step_count", np.asarray(True), "integer scalar"),
+    ("step_count", np.asarray(1.5), "integer scalar"),
+    ("step_count", np.asarray(2.0), "integer scalar"),
+    ("skipped_steps", np.asarray("3"), "integer scalar"),
+    ("epoch", np.asarray(1 + 0j), "integer scalar"),
+    ("format_version", np.asarray(1.0), "format_version"),
+    ("format_version", np.asarray(True), "format_version"),
+    ("format_version", np.asarray(2), "format_version"),
+    ("format_version", np.asarray([1]), "format_version"),
+    ("hyper/beta1", np.asarray("0.9"), "hyper/beta1"),
+    ("hyper/beta1", np.asarray(0.9 + 0j), "hyper/beta1"),
+    ("hyper/beta1", np.full(10, 0.9), "hyper/beta1"),
+    ("hyper/amsgrad", np.asarray(1), "amsgrad"),                # an int is not a bool
+    ("hyper/eps", np.asarray(False), "eps"),                    # a bool is not a number
+    ("optimizer", np.asarray(["Adam"]), "optimizer"),
+    ("optimizer", np.asarray(7), "optimizer"),
+    ("optimizer", np.asarray("A" * 300), "optimizer"),
+    ("keys", np.array(["W1", "b1", "W2"]), "keys"),
+    ("keys", np.array([1, 2, 3, 4]), "keys"),
+    ("keys", np.array(["W1", "b1", "W2", "b3"]), "names"),
+    ("keys", np.array([["W1", "b1", "W2", "b2"]]), "keys"),
+])
+def test_scalar_and_string_entries_are_checked(name, value, pattern, good, tmp_path):
+    _, members, opt, before = good
+    members[name + ".npy"] = npy_bytes(value)
+    load_fails(tmp_path, members, opt, before, pattern)
+
+
+@pytest.mark.parametrize("name, shape, descr", [
+    ("step_count", (2 ** 40,), "<i8"),
+    ("hyper/beta1", (2 ** 40,), "<f8"),
+    ("optimizer", (), "<U1000000000"),
+    ("keys", (4,), "<U1000000000"),
+    ("keys", (2 ** 40,), "<U2"),
+    ("step_count", (), "V1000000000"),
+])
+def test_scalar_headers_cannot_inflate(name, shape, descr, good, tmp_path):
+    _, members, opt, before = good
+    members[name + ".npy"] = claim(shape, descr)
+    tracemalloc.start()
+    try:
+        load_fails(tmp_path, members, opt, before, name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2 ** 20, f"loading allocated {peak} bytes"
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_savez_written_files_load(compression, good, tmp_path):
+    # np.savez / np.savez_compressed archives of the same entries are accepted
+    path, members, opt, _ = good
+    write_zip(tmp_path / "c.npz", members, compression)
+    fastopt.load_state(tmp_path / "c.npz", opt)
+    assert (opt.step_count, opt.epoch) == (2, 1)
+
+
+def test_counter_limits_in_file(good, tmp_path):
+    _, members, opt, before = good
+    members["step_count.npy"] = npy_bytes(np.asarray(2 ** 53 - 1))
+    members["skipped_steps.npy"] = npy_bytes(np.asarray(np.uint32(7)))
+    write_zip(tmp_path / "ok.npz", members)
+    fastopt.load_state(tmp_path / "ok.npz", opt)
+    assert (opt.step_count, opt.skipped_steps) == (2 ** 53 - 1, 7)
+    assert type(opt.step_count) is int
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9, -1, -22, 30])
+def test_truncated_file(cut, good, tmp_path):
+    path, _, opt, before = good
+    data = path.read_bytes()
+    n = int(len(data) * cut) if isinstance(cut, float) else (cut if cut > 0 else len(data) + cut)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(data[:n])
+    with pytest.raises(ValueError, match="cannot load optimizer state"):
+        fastopt.load_state(bad, opt)
+    assert snapshot(opt) == before
+
+
+def _data_offset(path, member):
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    raw = path.read_bytes()
+    off = info.header_offset
+    assert raw[off:off + 4] == b"PK\x03\x04"
+    nlen, xlen = struct.unpack("<HH", raw[off + 26:off + 30])
+    return off + 30 + nlen + xlen, info.file_size
+
+
+@pytest.mark.parametrize("member, where", [("state/2/v.npy", -1), ("state/0/m.npy", -100),
+                                           ("step_count.npy", -1), ("keys.npy", 9)])
+def test_flipped_bytes_fail_the_crc(member, where, good, tmp_path):
+    path, _, opt, before = good
+    start, size = _data_offset(path, member)
+    raw = bytearray(path.read_bytes())
+    pos = start + (where % size)
+    raw[pos] ^= 0x01
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="cannot load optimizer state") as info:
+        fastopt.load_state(bad, opt)
+    assert snapshot(opt) == before
+    assert "CRC" in str(info.value) or "header" in str(info.value)
+
+
+def test_failure_late_in_the_file_changes_nothing(good, tmp_path):
+    # the last state member is bad: everything before it was read, but nothing was copied
+    _, members, opt, before = good
+    last = sorted(n for n in members if n.startswith("state/3/"))[-1]
+    members[last] = members[last][:-1]
+    load_fails(tmp_path, members, opt, before, "state/3")
+
+
+def test_load_state_dict_counter_rules(rng):
+    _, source = trained("Adam", dict(lr=0.01), rng, steps=2)
+    bad_values = {
+        "step_count": [np.array(3), np.array([3]), 2 ** 64 - 1, 2 ** 53, True, 1.5, "3", None,
+                       np.float64(2.0), -1],
+        "epoch": [np.array(0), False, 2 ** 53, 0.0],
+        "skipped_steps": [np.array([0]), True, 2 ** 70],
+        "format_version": [1.0, True, np.array(1), np.float64(1.0), "1", 2, None],
+    }
+    _, target = trained("Adam", dict(lr=0.01), rng, steps=1)
+    before = snapshot(target)
+    for name, values in bad_values.items():
+        for v in values:
+            sd = source.state_dict()
+            sd[name] = v
+            with pytest.raises(ValueError, match=name):
+                target.load_state_dict(sd)
+            assert snapshot(target) == before, (name, v)
+    sd = source.state_dict()
+    sd["step_count"], sd["epoch"] = 2 ** 53 - 1, np.int64(4)
+    target.load_state_dict(sd)
+    assert (target.step_count, target.epoch) == (2 ** 53 - 1, 4)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda sd: sd.update(optimizer=np.asarray("Adam")),
+    lambda sd: sd.update(keys="W1b1W2b2"),
+    lambda sd: sd.update(keys=[np.zeros(2)] * 4),
+    lambda sd: sd["hyper"].update(beta1=np.array([0.9, 0.9])),
+    lambda sd: sd["hyper"].update(amsgrad=1),
+    lambda sd: sd["hyper"].update(eps=True),
+    lambda sd: sd["state"]["b2"].update(m=np.zeros((3, 1), dtype=object)),
+], ids=["optimizer_array", "keys_str", "keys_arrays", "hyper_array", "bool_as_int",
+        "float_as_bool", "object_state"])
+def test_load_state_dict_rejects_odd_types(mutate, rng):
+    _, source = trained("Adam", dict(lr=0.01), rng, steps=2)
+    _, target = trained("Adam", dict(lr=0.01), rng, steps=1)
+    before = snapshot(target)
+    sd = source.state_dict()
+    mutate(sd)
+    with pytest.raises(ValueError, match="cannot load optimizer state"):
+        target.load_state_dict(sd)
+    assert snapshot(target) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic save, path rule, argument order.
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError])
+@pytest.mark.parametrize("existing", [True, False])
+def test_interrupted_save_keeps_the_old_checkpoint(exc, existing, tmp_path, rng, monkeypatch):
+    _, opt = trained("Adam", dict(lr=0.01, amsgrad=True), rng, steps=2)
+    path = tmp_path / "ckpt.npz"
+    if existing:
+        fastopt.save_state(path, opt)
+        old = path.read_bytes()
+    opt.step(grads_for(opt.params, rng))
+    real_write = np.lib.format.write_array
+    calls = []
+
+    def interrupted_write(fp, array, *a, **k):
+        calls.append(1)
+        if len(calls) == 9:                  # part of a state array, then the interrupt
+            real_write(io.BytesIO(), array, *a, **k)
+            fp.write(b"\x93NUMPY" + bytes(50))
+            raise exc("interrupted mid-write")
+        return real_write(fp, array, *a, **k)
+
+    monkeypatch.setattr(np.lib.format, "write_array", interrupted_write)
+    with pytest.raises(exc):
+        fastopt.save_state(path, opt)
+    assert len(calls) == 9
+    assert sorted(os.listdir(tmp_path)) == (["ckpt.npz"] if existing else [])
+    if existing:
+        assert path.read_bytes() == old
+        monkeypatch.undo()
+        fresh = fastopt.Adam(make_params(rng), lr=0.01, amsgrad=True)
+        fastopt.load_state(path, fresh)
+        assert fresh.step_count == 2
+
+
+def test_save_replaces_atomically_and_fsyncs(tmp_path, rng, monkeypatch):
+    _, opt = trained("Momentum", dict(lr=0.1), rng, steps=2)
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(b"old")
+    synced, replaced = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                 real_fsync(fd))[1])
+
+    def recording_replace(src, dst):
+        assert path.read_bytes() == b"old"          # the target is untouched until the rename
+        assert synced == [src], "the temporary file must be fsynced before the rename"
+        assert os.path.dirname(src) == str(tmp_path)
+        replaced.append((src, dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    fastopt.save_state(path, opt)
+    assert len(replaced) == 1 and replaced[0][1] == str(path)
+    assert synced[0] == replaced[0][0]
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    assert zipfile.is_zipfile(path)
+
+
+def test_saved_file_mode_follows_umask(tmp_path, rng):
+    _, opt = trained("Momentum", dict(lr=0.1), rng, steps=1)
+    old = os.umask(0o027)
+    try:
+        fastopt.save_state(tmp_path / "a.npz", opt)
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.npz").st_mode & 0o777 == 0o640
+    os.chmod(tmp_path / "a.npz", 0o604)
+    fastopt.save_state(tmp_path / "a.npz", opt)      # an existing file keeps its mode
+    assert os.stat(tmp_path / "a.npz").st_mode & 0o777 == 0o604
+
+
+@pytest.mark.parametrize("given, file", [("ckpt", "ckpt.npz"), ("ckpt.npz", "ckpt.npz"),
+                                         ("ckpt.pt", "ckpt.pt.npz"), ("c.NPZ", "c.NPZ.npz")])
+@pytest.mark.parametrize("as_path", [False, True])
+def test_save_and_load_share_the_path_rule(given, file, as_path, tmp_path, rng):
+    _, opt = trained("Momentum", dict(lr=0.1), rng, steps=2)
+    p = tmp_path / given if as_path else str(tmp_path / given)
+    fastopt.save_state(p, opt)
+    assert os.listdir(tmp_path) == [file]
+    fresh = fastopt.Momentum(make_params(rng), lr=0.1)
+    fastopt.load_state(p, fresh)
+    assert fresh.step_count == 2
+    fresh2 = fastopt.Momentum(make_params(rng), lr=0.1)
+    fastopt.load_state(pathlib.Path(tmp_path / file), fresh2)
+    assert fresh2.step_count == 2
+
+
+@pytest.mark.parametrize("func", [fastopt.save_state, fastopt.load_state])
+def test_swapped_or_wrong_arguments(func, tmp_path, rng):
+    _, opt = trained("Adam", dict(lr=0.01), rng, steps=1)
+    path = tmp_path / "ckpt.npz"
+    fastopt.save_state(path, opt)
+    old = path.read_bytes()
+    before = snapshot(opt)
+    with pytest.raises(TypeError, match=r"\(path, opt\): the path comes first"):
+        func(opt, str(path))
+    with pytest.raises(TypeError, match=r"\(path, opt\): the path comes first"):
+        func(opt, path)
+    with pytest.raises(TypeError, match="optimizer"):
+        func(str(path), {"W1": np.zeros(3)})
+    with pytest.raises(TypeError, match="optimizer"):
+        func(str(path), None)
+    with pytest.raises(TypeError, match="path"):
+        func(3, opt)
+    with pytest.raises(TypeError, match="path"):
+        func(b"ckpt.npz", opt)
+    assert snapshot(opt) == before
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
