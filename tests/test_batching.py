@@ -375,3 +375,164 @@ def test_empty_dataset(X, Y, axis):
 def test_non_array_arguments(X, Y, name):
     with pytest.raises((TypeError, ValueError), match=name):
         fastopt.MiniBatches(X, Y, axis=1 if isinstance(X, list) else 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Object arrays and other data the native gathers must not copy as raw bytes.
+# ------------------------------------------------------------------------------------------------
+
+OBJECT_REPRODUCER = r"""
+import gc, sys
+import numpy as np, fastopt
+X = np.empty((1000, 1), dtype=object)
+for i in range(1000):
+    X[i, 0] = [i, str(i)]
+bs = list(fastopt.MiniBatches(X, batch_size=100, seed=0))
+del X
+gc.collect()
+junk = [[j, "x" * 10] for j in range(20000)]     # reuse the memory of any freed lists
+seen = []
+for b in bs:
+    assert b.dtype == object and b.shape in ((100, 1),), b.shape
+    for (item,) in b:
+        assert item == [item[0], str(item[0])], item
+        seen.append(item[0])
+assert sorted(seen) == list(range(1000)), "not a permutation"
+assert seen != list(range(1000)), "not shuffled"
+print("ok", len(bs))
+"""
+
+
+def test_object_array_batches_survive_the_source_array():
+    """Used to segfault: the native row gather memcpy'd object pointers without references."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", OBJECT_REPRODUCER], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "ok 10"
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("reuse", [False, True])
+def test_object_arrays_go_through_numpy(axis, reuse, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("a native gather was called on an object array")
+    monkeypatch.setattr(fastopt.batching._k, "gather_rows", refuse)
+    monkeypatch.setattr(fastopt.batching._k, "gather_cols_epoch", refuse)
+    m = 37
+    X = np.empty((m, 2) if axis == 0 else (2, m), dtype=object)
+    for i in range(m):
+        X[(i, 0) if axis == 0 else (0, i)] = i
+        X[(i, 1) if axis == 0 else (1, i)] = {"i": i}
+    Y = np.array([f"label{i}" for i in range(m)], dtype=object)
+    mb = fastopt.MiniBatches(X, Y, batch_size=8, axis=axis, seed=3, reuse_buffers=reuse)
+    for _ in range(2):
+        seen = []
+        for X_b, Y_b in mb:
+            assert X_b.dtype == object and X_b.flags.c_contiguous
+            idx = [int(i) for i in (X_b[:, 0] if axis == 0 else X_b[0])]
+            np.testing.assert_array_equal(X_b, np.take(X, idx, axis=axis))
+            assert Y_b.tolist() == [f"label{i}" for i in idx]
+            seen.extend(idx)
+        assert sorted(seen) == list(range(m))
+
+
+def test_native_copy_ok():
+    from fastopt.batching import native_copy_ok
+    assert native_copy_ok(np.zeros((3, 4)))
+    assert native_copy_ok(np.zeros(5, np.int8)) and native_copy_ok(np.zeros(5, np.complex64))
+    assert native_copy_ok(np.zeros(3, [("a", np.int32), ("b", np.int32)]))   # plain 8 bytes
+    assert not native_copy_ok(np.empty((3, 4), dtype=object))
+    assert not native_copy_ok(np.zeros(3, [("a", np.int32), ("o", object)]))  # hides a pointer
+    assert not native_copy_ok(np.zeros((4, 3)).T)                              # not C-contiguous
+    assert not native_copy_ok(np.zeros(3, np.complex128))                      # 16-byte items
+    assert not native_copy_ok(np.zeros(3, "U3"))
+    raw = np.zeros(8 * 11 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64)
+    assert not unaligned.flags.aligned and not native_copy_ok(unaligned)
+    assert not native_copy_ok([1.0, 2.0]) and not native_copy_ok(None)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_unaligned_data_is_gathered_correctly(axis):
+    raw = np.zeros(8 * 60 + 1, np.uint8)
+    X = raw[1:].view(np.float64).reshape((20, 3) if axis == 0 else (3, 20))
+    X[...] = np.arange(60).reshape(X.shape)
+    assert not X.flags.aligned
+    for X_b in fastopt.MiniBatches(X, batch_size=6, axis=axis, seed=1):
+        assert X_b.flags.aligned and X_b.flags.c_contiguous
+        idx = (X_b[:, 0] // 3 if axis == 0 else X_b[0]).astype(np.int64)
+        np.testing.assert_array_equal(X_b, np.take(X, idx, axis=axis))
+
+
+def test_gather_column_batches_falls_back_for_object_arrays():
+    from fastopt.batching import gather_column_batches
+    A = np.empty((2, 7), dtype=object)
+    A[0] = [[i] for i in range(7)]
+    A[1] = list(range(7))
+    perm = np.array([3, 0, 6, 1, 5, 2, 4], np.int64)
+    out = gather_column_batches(A, perm, 3, 2, 1)
+    assert [b.shape for b in out] == [(2, 3), (2, 3), (2, 1)]
+    assert [b[1].tolist() for b in out] == [[3, 0, 6], [1, 5, 2], [4]]
+    assert out[0][0].tolist() == [[3], [0], [6]]
+    with pytest.raises(ValueError, match="2-D"):
+        gather_column_batches(np.zeros(7), perm, 3, 2, 1)
+    with pytest.raises(TypeError, match="ndarray"):
+        gather_column_batches([[1.0]], perm, 3, 2, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Flags and seeds: one set of rules (the kernels' checks).
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag", ["shuffle", "drop_last", "reuse_buffers"])
+@pytest.mark.parametrize("value", [1, 0, "no", None, 1.0, [True]])
+def test_flags_must_be_bools(flag, value):
+    """Used to be truthiness: shuffle="no" shuffled, 0 silently meant False."""
+    with pytest.raises(TypeError, match=flag):
+        fastopt.MiniBatches(np.zeros((3, 10)), axis=1, **{flag: value})
+
+
+@pytest.mark.parametrize("flag", ["shuffle", "drop_last", "reuse_buffers"])
+def test_numpy_bools_are_flags(flag):
+    mb = fastopt.MiniBatches(np.zeros((3, 10)), axis=1, batch_size=4, **{flag: np.bool_(False)})
+    assert getattr(mb, flag) is False
+    mb = fastopt.MiniBatches(np.zeros((3, 10)), axis=1, batch_size=4, **{flag: np.True_})
+    assert getattr(mb, flag) is True
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, ["a"], [1, 2.5], (True,), b"x", True, np.bool_(False),
+                                  {1: 2}, np.array([1.0, 2.0])])
+def test_bad_seed_is_a_clear_type_error(seed):
+    with pytest.raises(TypeError, match=r"seed must be an int, a numpy.random.Generator or None"):
+        fastopt.MiniBatches(np.zeros((3, 10)), axis=1, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [-1, [3, -1], []])
+def test_negative_seed_is_a_value_error_naming_seed(seed):
+    with pytest.raises(ValueError, match="seed"):
+        fastopt.MiniBatches(np.zeros((3, 10)), axis=1, seed=seed)
+
+
+def test_sequence_seeds_as_numpy_takes_them():
+    X = np.arange(10.0).reshape(1, 10)
+    for seed in ([7, 2], (7, np.int64(2)), np.array([7, 2])):
+        a = [b.tolist() for b in fastopt.MiniBatches(X, axis=1, batch_size=3, seed=seed)]
+        rng = np.random.default_rng([7, 2])
+        assert a[0] == X[:, rng.permutation(10)[:3]].tolist()
+
+
+@pytest.mark.parametrize("seed", [np.int64(5), 5, np.random.SeedSequence(5)])
+def test_integer_like_seeds_are_fine(seed):
+    X = np.arange(10.0).reshape(1, 10)
+    a = [b.tolist() for b in fastopt.MiniBatches(X, axis=1, batch_size=3, seed=seed)]
+    b = [b.tolist() for b in fastopt.MiniBatches(X, axis=1, batch_size=3, seed=5)]
+    assert a == b
+
+
+def test_axis_errors_name_the_dimension_count():
+    with pytest.raises(ValueError, match=r"axis 3 is out of range.* 2 dimension"):
+        fastopt.MiniBatches(np.zeros((3, 10)), axis=3)
+    with pytest.raises(TypeError, match="axis"):
+        fastopt.MiniBatches(np.zeros((3, 10)), axis=True)

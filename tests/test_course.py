@@ -426,8 +426,64 @@ def test_random_mini_batches_empty_and_errors():
         random_mini_batches(X, np.zeros((1, 10)), 0)
     with pytest.raises(TypeError, match="mini_batch_size"):
         random_mini_batches(X, np.zeros((1, 10)), 4.0)
-    with pytest.raises(IndexError):          # Y with fewer examples than X
+    with pytest.raises(ValueError, match=r"X has 10 examples.*Y has 5"):   # was an IndexError
         random_mini_batches(X, np.zeros((1, 5)), 4)
+
+
+def test_random_mini_batches_x_and_y_counts_must_match():
+    """X of shape (m, n_x) by mistake used to give one batch of shape (100, 2), silently."""
+    X, Y = np.zeros((100, 2)), np.zeros((1, 100))
+    with pytest.raises(ValueError, match=r"X has 2 examples \(columns\) but Y has 100"):
+        random_mini_batches(X, Y, 64)
+    with pytest.raises(ValueError, match=r"X has 10 examples.*Y has 12"):
+        random_mini_batches(np.zeros((3, 10)), np.zeros(12), 4)
+    with pytest.raises(ValueError, match=r"Y must have shape \(1, m\)"):
+        random_mini_batches(np.zeros((3, 10)), np.zeros((2, 10)), 4)
+    with pytest.raises(ValueError, match=r"Y must have shape \(1, m\)"):
+        random_mini_batches(np.zeros((3, 10)), np.zeros((1, 10, 1)), 4)
+    with pytest.raises(ValueError, match=r"X must have shape \(n_x, m\)"):
+        random_mini_batches(np.zeros(10), np.zeros((1, 10)), 4)
+    with pytest.raises(TypeError, match="X must be a numpy.ndarray"):
+        random_mini_batches([[1.0, 2.0]], np.zeros((1, 2)), 4)
+    with pytest.raises(TypeError, match="Y must be a numpy.ndarray"):
+        random_mini_batches(np.zeros((1, 2)), [[1.0, 2.0]], 4)
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_random_mini_batches_accepts_1d_labels_as_one_row(contiguous):
+    """1-D Y of length m (used to be an IndexError) is the same as Y.reshape(1, m)."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4, 23))
+    Y1 = (rng.random(46) < 0.5).astype(float)
+    Y1 = Y1[:23].copy() if contiguous else Y1[::2]
+    actual = random_mini_batches(X, Y1, 5, seed=4)
+    expected = oracle_random_mini_batches(X, Y1.reshape(1, 23), 5, seed=4)
+    assert [b[1].shape for b in actual] == [(1, 5)] * 4 + [(1, 3)]
+    assert_batches_equal(actual, expected)
+
+
+@pytest.mark.parametrize("size, exc", [(True, TypeError), (np.bool_(True), TypeError),
+                                       ("4", TypeError), (None, TypeError),
+                                       (-2, ValueError), (np.int64(0), ValueError)])
+def test_random_mini_batches_bad_size(size, exc):
+    with pytest.raises(exc, match="mini_batch_size"):
+        random_mini_batches(np.zeros((3, 10)), np.zeros((1, 10)), size)
+    assert len(random_mini_batches(np.zeros((3, 10)), np.zeros((1, 10)), np.int32(4))) == 3
+
+
+def test_random_mini_batches_object_arrays_use_numpy():
+    """Object arrays never reach the native (memcpy) gather: same batches as the assignment."""
+    X = np.empty((1, 30), dtype=object)
+    for i in range(30):
+        X[0, i] = [i]
+    Y = np.arange(30, dtype=object).reshape(1, 30)
+    actual = random_mini_batches(X, Y, 8, seed=1)
+    expected = oracle_random_mini_batches(X, Y, 8, seed=1)
+    assert len(actual) == len(expected) == 4
+    for (xa, ya), (xe, ye) in zip(actual, expected):
+        assert xa.tolist() == xe.tolist() and ya.tolist() == ye.tolist()
+    assert course.native_copy_ok is fastopt.batching.native_copy_ok
+    assert not course.native_copy_ok(X) and course.native_copy_ok(np.zeros((1, 30)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -475,6 +531,95 @@ def test_bad_hyperparameters_raise():
     snap.assert_unchanged()
     with pytest.raises(KeyError):
         update_parameters_with_gd(parameters, {"dW1": grads["dW1"]}, LR)
+
+
+def test_missing_keys_are_named():
+    parameters = make_parameters(np.float64)
+    grads = make_grads(parameters, np.random.default_rng(8))
+    v, s = initialize_adam(parameters)
+    snap = Snapshot(*parameters.values(), *v.values(), *s.values())
+    with pytest.raises(KeyError, match=r"grads has no 'db1'.*'dW1', 'db1'"):
+        update_parameters_with_gd(parameters, {"dW1": grads["dW1"]}, LR)
+    partial = {k: g for k, g in grads.items() if k != "dW2"}
+    with pytest.raises(KeyError, match=r"grads has no 'dW2'"):
+        update_parameters_with_momentum(parameters, partial, v, 0.9, LR)
+    v_bad = {k: a for k, a in v.items() if k != "db3"}
+    with pytest.raises(KeyError, match=r"v has no 'db3'"):
+        update_parameters_with_momentum(parameters, grads, v_bad, 0.9, LR)
+    with pytest.raises(KeyError, match=r"v has no 'db3'"):
+        update_parameters_with_adam(parameters, grads, v_bad, s, 1)
+    s_bad = {k: a for k, a in s.items() if k != "dW1"}
+    with pytest.raises(KeyError, match=r"s has no 'dW1'"):
+        update_parameters_with_adam(parameters, grads, v, s_bad, 1)
+    p_bad = dict(parameters)
+    p_bad["c1"] = p_bad.pop("b1")
+    with pytest.raises(KeyError, match=r"parameters has no 'b1'"):
+        update_parameters_with_gd(p_bad, grads, LR)
+    snap.assert_unchanged()
+
+
+def test_shared_state_is_named_in_the_course_names():
+    """The kernels' own names (m, v, velocity, param) must not leak into course messages."""
+    parameters = make_parameters(np.float64)
+    grads = make_grads(parameters, np.random.default_rng(9))
+    v, s = initialize_adam(parameters)
+    snap = Snapshot(*parameters.values(), *v.values(), *s.values())
+    with pytest.raises(ValueError, match=r"^v and s are the same dict"):
+        update_parameters_with_adam(parameters, grads, v, v, 1)
+    s2 = dict(s, dW2=v["dW2"])
+    with pytest.raises(ValueError, match=r"^v\['dW2'\] and s\['dW2'\] overlap in memory"):
+        update_parameters_with_adam(parameters, grads, v, s2, 1)
+    v2 = dict(v, db1=parameters["b1"])
+    with pytest.raises(ValueError, match=r"^parameters\['b1'\] and v\['db1'\] overlap"):
+        update_parameters_with_momentum(parameters, grads, v2, 0.9, LR)
+    grads2 = dict(grads, dW3=parameters["W3"])
+    with pytest.raises(ValueError, match=r"^parameters\['W3'\] and grads\['dW3'\] overlap"):
+        update_parameters_with_gd(parameters, grads2, LR)
+    snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda p, g, v, s: update_parameters_with_gd(p, g, "0.1"), TypeError, "learning_rate"),
+    (lambda p, g, v, s: update_parameters_with_gd(p, g, -0.1), ValueError, "learning_rate"),
+    (lambda p, g, v, s: update_parameters_with_momentum(p, g, v, 1.5, LR), ValueError, "beta"),
+    (lambda p, g, v, s: update_parameters_with_momentum(p, g, v, 0.9, None), TypeError,
+     "learning_rate"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 1.0), TypeError, "t must"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, True), TypeError, "t must"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 0), ValueError, "t must"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 2 ** 60), ValueError, "t must"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 1, learning_rate=[0.1]),
+     TypeError, "learning_rate"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 1, beta2=1.0), ValueError,
+     "beta2"),
+    (lambda p, g, v, s: update_parameters_with_adam(p, g, v, s, 1, epsilon=-1e-8), ValueError,
+     "epsilon"),
+])
+def test_hyperparameter_errors_use_the_course_names(call, exc, name):
+    parameters = make_parameters(np.float64)
+    grads = make_grads(parameters, np.random.default_rng(10))
+    v, s = initialize_adam(parameters)
+    snap = Snapshot(*parameters.values(), *v.values(), *s.values())
+    with pytest.raises(exc, match=name):
+        call(parameters, grads, v, s)
+    snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: update_lr(0.1, True, 1), TypeError, "epoch_num"),
+    (lambda: update_lr(0.1, 2.0, 1), TypeError, "epoch_num"),
+    (lambda: update_lr(0.1, -1, 1), ValueError, "epoch_num"),
+    (lambda: update_lr("0.1", 1, 1), TypeError, "learning_rate0"),
+    (lambda: update_lr(0.1, 1, -1), ValueError, "decay_rate"),
+    (lambda: schedule_lr_decay(0.1, 5, 1, time_interval=0), ValueError, "time_interval"),
+    (lambda: schedule_lr_decay(0.1, 5, 1, time_interval=np.bool_(True)), TypeError,
+     "time_interval"),
+    (lambda: schedule_lr_decay(-0.1, 5, 1), ValueError, "learning_rate0"),
+    (lambda: schedule_lr_decay(0.1, np.float64(5), 1), TypeError, "epoch_num"),
+])
+def test_lr_decay_errors_use_the_course_names(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()
 
 
 def test_docstring_examples():

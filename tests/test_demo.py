@@ -4,6 +4,7 @@ Back-propagation against finite differences, the data generator, the command lin
 epochs (table, PNG, missing-dependency exit code), the experiments at their default settings
 (the accuracies the demo promises), determinism, and the example as a subprocess."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,92 @@ def test_no_plot_does_not_need_matplotlib(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["demo", "--experiment", "moons", "--epochs", "1", "--no-plot"]) == 0
     assert "Adam" in capsys.readouterr().out
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any experiment started fails the test: the --out check must come before training."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+
+    def refuse(**kwargs):
+        raise AssertionError("training started before the output path was checked")
+    for name, (_, epochs) in list(experiments.EXPERIMENTS.items()):
+        monkeypatch.setitem(experiments.EXPERIMENTS, name, (refuse, epochs))
+
+
+def bad_outs(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    return {"missing directory": (str(tmp_path / "no" / "such" / "x.png"), "does not exist"),
+            "parent is a file": (str(a_file / "x.png"), "is not a directory"),
+            "a directory": (str(tmp_path), "is a directory"),
+            "unknown format": (str(tmp_path / "x.notaformat"), "cannot write .notaformat")}
+
+
+@pytest.mark.parametrize("case", ["missing directory", "parent is a file", "a directory",
+                                  "unknown format"])
+def test_cli_bad_out_fails_before_training(case, no_training, tmp_path, capsys):
+    out, why = bad_outs(tmp_path)[case]
+    assert main(["demo", "--out", out]) == 2               # the full default run: must be instant
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("python -m fastopt demo: error: argument --out:") and why in err
+    assert out in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root can write to read-only directories")
+def test_cli_read_only_out_directory(no_training, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert main(["demo", "--out", str(ro / "x.png")]) == 2
+    finally:
+        ro.chmod(0o700)
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_cli_bad_out_in_a_subprocess(tmp_path):
+    """The reported case: `--out /nonexistent/dir/x.png` trained everything, then a traceback."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+    out = str(tmp_path / "nonexistent" / "dir" / "x.png")
+    proc = subprocess.run([sys.executable, "-m", "fastopt", "demo", "--out", out], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""                               # nothing was trained or printed
+    assert proc.stderr.strip().splitlines() == [
+        f"python -m fastopt demo: error: argument --out: cannot write the figure to {out!r}: "
+        f"the directory {str(tmp_path / 'nonexistent' / 'dir')!r} does not exist"]
+
+
+def test_cli_no_plot_ignores_out(no_training, tmp_path, capsys, monkeypatch):
+    """--no-plot writes nothing, so a bad --out is no error (the run goes on to train)."""
+    from fastopt.demo import cli
+    ran = []
+
+    def fake(**kwargs):
+        ran.append(kwargs)
+        return {}
+    monkeypatch.setitem(experiments.EXPERIMENTS, "moons", (fake, 1))
+    monkeypatch.setattr(cli, "format_table", lambda results: "table")
+    assert main(["demo", "--experiment", "moons", "--no-plot",
+                 "--out", str(tmp_path / "no" / "x.png")]) == 0
+    assert len(ran) == 1
+
+
+def test_check_output_path_accepts_good_paths(tmp_path):
+    from fastopt.demo.cli import check_output_path
+    pytest.importorskip("matplotlib")
+    assert check_output_path(str(tmp_path / "fig.png")) is None
+    assert check_output_path(str(tmp_path / "fig.PDF")) is None
+    (tmp_path / "old.png").write_bytes(b"")
+    assert check_output_path(str(tmp_path / "old.png")) is None          # overwritten
+    assert check_output_path(str(tmp_path / "no_extension")) is None     # matplotlib's default
 
 
 def test_cli_rejects_bad_options():

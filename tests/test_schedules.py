@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+import fastopt
 from fastopt import schedules
 from fastopt.schedules import (
     Schedule,
@@ -115,9 +116,9 @@ def test_exponential_decay_rate_one_is_constant_and_rate_above_one_grows():
 
 
 def test_exponential_decay_overflow_and_underflow():
-    with pytest.raises(OverflowError, match="exponential_decay.*count 2000"):
+    with pytest.raises(ValueError, match="exponential_decay.*count 2000"):   # not OverflowError
         exponential_decay(1.0, 2.0)(2000)                   # rate**count itself overflows
-    with pytest.raises(OverflowError, match="exponential_decay.*count 1"):
+    with pytest.raises(ValueError, match="exponential_decay.*count 1"):
         exponential_decay(1e308, 10.0)(1)                   # the product overflows
     assert exponential_decay(0.0, 2.0)(5000) == 0.0
     assert exponential_decay(1.0, 0.5)(5000) == 0.0         # underflow is a plain 0.0
@@ -167,7 +168,7 @@ def test_step_decay_non_dyadic_factor():
 
 def test_step_decay_growth_overflow():
     assert step_decay(1.0, 2.0, 10)(100) == 1024.0
-    with pytest.raises(OverflowError, match="step_decay"):
+    with pytest.raises(ValueError, match="step_decay"):
         step_decay(1.0, 2.0, 1)(5000)
 
 
@@ -344,9 +345,9 @@ BAD_ARGS = [
     (inverse_time_decay, (0.2, 1.0), {"time_interval": True}, TypeError,
      r"time_interval must be an integer >= 1, got bool"),
     (inverse_time_decay, (0.2, 1.0), {"staircase": 1}, TypeError,
-     r"staircase must be a bool, got int"),
+     r"staircase must be True or False, got 1 \(int\)"),
     (inverse_time_decay, (0.2, 1.0), {"staircase": "yes"}, TypeError,
-     r"staircase must be a bool, got str"),
+     r"staircase must be True or False, got 'yes' \(str\)"),
     # exponential_decay
     (exponential_decay, (-0.2,), {}, ValueError, r"lr0 must be a finite number >= 0, got -0.2"),
     (exponential_decay, ([0.2],), {}, TypeError, r"lr0 must be a real number, got list"),
@@ -532,8 +533,8 @@ def test_as_schedule_bad_per_attribute_on_callable():
 
 @pytest.mark.parametrize("bad", ["0.1", None, True, [0.1], 0.1j])
 def test_as_schedule_type_errors(bad):
-    with pytest.raises(TypeError, match="lr_or_callable must be a real number, a Schedule, or a "
-                                        "callable"):
+    with pytest.raises(TypeError, match=r"^lr must be a real number >= 0, a Schedule or a "
+                                        r"callable count -> lr, got "):
         as_schedule(bad)
 
 
@@ -567,3 +568,122 @@ def test_doctests():
     result = doctest.testmod(schedules, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted >= 20
     assert result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages name what the user passed, never internals
+# ------------------------------------------------------------------------------------------------
+
+def test_overflow_is_never_an_overflow_error():
+    for call in (lambda: exponential_decay(1.0, 2.0)(2000), lambda: step_decay(1.0, 2.0, 1)(5000),
+                 lambda: exponential_decay(1e308, 10.0)(1)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert not isinstance(info.value, OverflowError)
+
+
+@pytest.mark.parametrize("name", ["inverse_time_decay", "exponential_decay", "step_decay",
+                                  "constant"])
+def test_huge_counts_are_value_errors(name):
+    sched = {"inverse_time_decay": inverse_time_decay(0.2, 1.0),
+             "exponential_decay": exponential_decay(0.2, 0.5),
+             "step_decay": step_decay(0.2, 0.5, 3), "constant": constant(0.2)}[name]
+    assert sched(2 ** 53) >= 0.0
+    with pytest.raises(ValueError, match="count must be an integer below"):
+        sched(10 ** 400)                  # inverse_time_decay used to raise OverflowError here
+
+
+def _named_rate(count):
+    return -1.0
+
+
+def test_callable_errors_name_the_callable_readably():
+    with pytest.raises(ValueError) as info:
+        Schedule(lambda c: -0.1)(3)
+    msg = str(info.value)
+    assert "0x" not in msg and "<function" not in msg and "<lambda>" not in msg
+    assert msg.startswith("the lr callable (a lambda) returned -0.1 at count 3")
+    with pytest.raises(ValueError, match=r"^the lr callable _named_rate returned -1.0 at count 0"):
+        as_schedule(_named_rate)(0)
+
+    class Bad:
+        def __call__(self, count):
+            return "x"
+    with pytest.raises(TypeError) as info:
+        as_schedule(Bad())(1)
+    assert "0x" not in str(info.value) and "Bad object" in str(info.value)
+
+
+def test_bad_per_attribute_names_the_callable_readably():
+    fn = lambda count: 0.1  # noqa: E731
+    fn.per = "iteration"
+    with pytest.raises(ValueError) as info:
+        as_schedule(fn)
+    assert "0x" not in str(info.value) and "the lr callable (a lambda)" in str(info.value)
+
+
+def _two_args(count, scale):
+    return 0.1 * scale
+
+
+def _varargs(*args):
+    return 0.1
+
+
+def _default_second(count, scale=1.0):
+    return 0.1 * scale
+
+
+@pytest.mark.parametrize("fn", [lambda: 0.1, _two_args, lambda *, count: 0.1, divmod])
+def test_wrong_arity_is_refused_at_construction(fn):
+    """Used to be accepted, failing only at the optimizer's first step."""
+    with pytest.raises(TypeError, match=r"^lr callable must take one argument \(the count\)"):
+        as_schedule(fn)
+    with pytest.raises(TypeError, match=r"^lr callable must take one argument \(the count\)"):
+        Schedule(fn)
+
+
+def test_wrong_arity_in_an_optimizer_is_refused_at_construction():
+    with pytest.raises(TypeError, match=r"lr callable must take one argument"):
+        fastopt.Adam({"w": np.zeros(3)}, lr=lambda: 0.1)
+
+
+@pytest.mark.parametrize("fn", [_varargs, _default_second, lambda c, *rest: 0.1, abs, float,
+                                _StepCallable(), step_decay(0.1, 0.5, 2)])
+def test_one_argument_callables_are_accepted(fn):
+    sched = as_schedule(fn)
+    assert sched(1) >= 0.0
+
+
+def test_callables_without_a_signature_are_accepted(monkeypatch):
+    import inspect
+
+    def no_signature(obj, *args, **kwargs):
+        raise ValueError("no signature found")
+    monkeypatch.setattr(inspect, "signature", no_signature)
+    assert as_schedule(lambda: 0.1).per == "epoch"       # cannot be checked: accepted
+
+
+@pytest.mark.parametrize("flag", [np.bool_(True), np.True_, True])
+def test_numpy_bool_staircase(flag):
+    sched = inverse_time_decay(0.2, 1, time_interval=10, staircase=flag)
+    assert sched.staircase is True and type(sched.staircase) is bool
+    assert sched(9) == 0.2
+
+
+@pytest.mark.parametrize("bad", [0, 1, None, "True", 1.0])
+def test_staircase_refuses_non_bools(bad):
+    with pytest.raises(TypeError, match="staircase must be True or False"):
+        inverse_time_decay(0.2, 1, staircase=bad)
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(False)])
+def test_integer_arguments_refuse_bools(bad):
+    with pytest.raises(TypeError, match="time_interval must be an integer >= 1, got"):
+        inverse_time_decay(0.2, 1, time_interval=bad)
+    with pytest.raises(TypeError, match="every must be an integer >= 1, got"):
+        step_decay(0.2, 0.5, bad)
+    with pytest.raises(TypeError, match=r"boundaries\[0\] must be an integer >= 0, got"):
+        piecewise_constant([bad], [0.1, 0.01])
+    with pytest.raises(TypeError, match="count must be an integer >= 0, got"):
+        constant(0.1)(bad)

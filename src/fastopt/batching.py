@@ -18,13 +18,49 @@ keeps stay valid; ``reuse_buffers=True`` reuses the same memory (no allocation p
 first epoch), and a batch is then valid only until the next batch is drawn.
 """
 
-import operator
-
 import numpy as np
 
 from ._dispatch import kernels as _k
 
 __all__ = ["MiniBatches", "gather_column_batches", "minibatches"]
+
+
+def native_copy_ok(A):
+    """Whether the native gathers may copy A's items as raw bytes.
+
+    The gathers (``gather_rows``, ``gather_cols_epoch``) memcpy whole items, so they are only
+    correct for a C-contiguous, aligned ndarray of plain bytes: items of 1, 2, 4 or 8 bytes and no
+    Python objects (copying an object array's pointers without their reference counts would
+    leave batches pointing at freed objects).  Every other array goes through NumPy's indexing.
+    The one check shared by :class:`MiniBatches` and :func:`fastopt.course.random_mini_batches`.
+    """
+    return (isinstance(A, np.ndarray) and A.flags.c_contiguous and A.flags.aligned
+            and A.dtype.itemsize in (1, 2, 4, 8) and not A.dtype.hasobject)
+
+
+_SEED_TYPES = ("seed must be an int, a numpy.random.Generator or None (or what "
+               "numpy.random.default_rng takes: a SeedSequence, a BitGenerator, a sequence of "
+               "ints >= 0)")
+
+
+def _seed_int(x, what):
+    if isinstance(x, (bool, np.bool_)) or not hasattr(type(x), "__index__"):
+        raise TypeError(f"{_SEED_TYPES}, got {what} {type(x).__name__}")
+    return _k.check_int(x, "seed", 0)
+
+
+def _make_rng(seed):
+    """One Generator from `seed`: checked here, so a bad seed is a TypeError/ValueError naming
+    seed rather than an error from inside numpy.random.SeedSequence."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(seed)
+    if isinstance(seed, (list, tuple)) or (isinstance(seed, np.ndarray) and seed.ndim == 1):
+        if len(seed) == 0:
+            raise ValueError(f"{_SEED_TYPES}, got an empty sequence")
+        return np.random.default_rng([_seed_int(x, "a sequence holding") for x in seed])
+    return np.random.default_rng(_seed_int(seed, "a"))
 
 
 def _check_array(x, name):
@@ -48,7 +84,8 @@ class MiniBatches:
         the course's (n_x, m).
     shuffle : bool, draw a new permutation every epoch (else the batches follow the data order).
     seed : int, numpy.random.Generator or None, seeds one Generator for the whole life of the
-        iterator, so a run is reproducible.
+        iterator, so a run is reproducible (a sequence of ints >= 0, a SeedSequence or a
+        BitGenerator are taken too, as by ``numpy.random.default_rng``).
     drop_last : bool, drop the partial last batch.
     reuse_buffers : bool, reuse the batch memory instead of allocating fresh arrays: nothing is
         allocated per batch, and a batch is valid only until the next one is drawn.
@@ -71,18 +108,8 @@ class MiniBatches:
                  drop_last=False, reuse_buffers=False):
         self.X = _check_array(X, "X")
         self.Y = None if Y is None else _check_array(Y, "Y")
-        if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__"):
-            raise TypeError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.batch_size = operator.index(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        try:
-            ax = operator.index(axis)
-        except TypeError:
-            raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
-        if not -X.ndim <= ax < X.ndim:
-            raise ValueError(f"axis {axis} is out of range for X with {X.ndim} dimension(s)")
-        self.axis = ax % X.ndim
+        self.batch_size = _k.check_int(batch_size, "batch_size", 1)
+        self.axis = _k.check_axis(axis, X.ndim, "axis")
         self.m = X.shape[self.axis]
         if self.Y is not None:
             self._y_axis = 0 if self.Y.ndim == 1 else self.axis
@@ -95,10 +122,10 @@ class MiniBatches:
                                  f"{my} along axis {self._y_axis}")
         if self.m == 0:
             raise ValueError("the dataset is empty (0 examples)")
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.reuse_buffers = bool(reuse_buffers)
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.shuffle = _k.check_bool(shuffle, "shuffle")
+        self.drop_last = _k.check_bool(drop_last, "drop_last")
+        self.reuse_buffers = _k.check_bool(reuse_buffers, "reuse_buffers")
+        self._rng = _make_rng(seed)
         self.epoch = 0
         self._buffers = {}
 
@@ -127,15 +154,16 @@ class MiniBatches:
         """A list (or lazy sequence) of the batches of A for this epoch."""
         if perm is None:
             return _Slices(A, axis, b)
-        contiguous = A.flags.c_contiguous and A.dtype.itemsize in (1, 2, 4, 8)
-        if contiguous and axis == 0:
+        native = native_copy_ok(A)
+        if native and axis == 0:
             return _RowGather(A, perm, b, full, self._get, name)
-        if contiguous and axis == A.ndim - 1:
+        if native and axis == A.ndim - 1:
             batches = gather_column_batches(A.reshape(-1, A.shape[-1]), perm, b, full, rem,
                                             lambda part, shape: self._get(name + part, shape,
                                                                           A.dtype))
             return [x.reshape(A.shape[:-1] + x.shape[-1:]) for x in batches]
-        # other layouts (a middle axis, non-contiguous X, odd item sizes): NumPy's take
+        # other layouts (a middle axis, non-contiguous or unaligned X, odd item sizes, object
+        # arrays): NumPy's take
         return [np.ascontiguousarray(np.take(A, perm[k * b:(k + 1) * b], axis=axis))
                 for k in range(full + (1 if rem else 0))]
 
@@ -185,12 +213,24 @@ def gather_column_batches(A, perm, b, n_full, rem, alloc=None):
     ``A[:, perm[n_full*b:]]``, for a C-contiguous 2-D A, in one native pass over A.
 
     The full batches are slices of one (n_full, rows, b) buffer.  `alloc(part, shape)` gives the
-    buffers ("_full", "_last"); the default allocates fresh arrays."""
+    buffers ("_full", "_last"); the default allocates fresh arrays.  An A the native pass cannot
+    copy as raw bytes (see :func:`native_copy_ok`: object arrays, unaligned or non-contiguous
+    data, odd item sizes) is gathered with NumPy's indexing into the same buffers."""
+    if not isinstance(A, np.ndarray):
+        raise TypeError(f"A must be a numpy.ndarray, got {type(A).__name__}")
+    if A.ndim != 2:
+        raise ValueError(f"A must be 2-D (rows, examples), got shape {A.shape}")
     if alloc is None:
         alloc = lambda part, shape: np.empty(shape, A.dtype)  # noqa: E731
     full = alloc("_full", (n_full, A.shape[0], b))
     last = alloc("_last", (A.shape[0], rem)) if rem else None
-    _k.gather_cols_epoch(A, perm, b, full, last)
+    if native_copy_ok(A):
+        _k.gather_cols_epoch(A, perm, b, full, last)
+    else:
+        for k in range(n_full):
+            full[k] = A[:, perm[k * b:(k + 1) * b]]
+        if rem:
+            last[...] = A[:, perm[n_full * b:n_full * b + rem]]
     return list(full) + ([last] if rem else [])
 
 

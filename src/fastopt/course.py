@@ -27,15 +27,18 @@ rounding:
   shuffled copy), gathered natively; the batches are equal, array for array.
 """
 
-import operator
+from collections.abc import Mapping
 
 import numpy as np
 
 from ._dispatch import kernels as _k
 from ._params import aligned_zeros
-from .batching import gather_column_batches
+from .batching import gather_column_batches, native_copy_ok
 from .kernels import debias
 from .schedules import inverse_time_decay
+
+# the kernels' largest step count (bias corrections use it as an exponent)
+_MAX_COUNT = getattr(_k, "MAX_COUNT", 2 ** 53)
 
 __all__ = [
     "initialize_velocity",
@@ -51,13 +54,78 @@ __all__ = [
 
 def _names(parameters):
     """The parameter names in layer order: ["W1", "b1", ..., "WL", "bL"]."""
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a dict of arrays ('W1', 'b1', ...), "
+                        f"got {type(parameters).__name__}")
     L = len(parameters) // 2
-    return [f"{p}{l}" for l in range(1, L + 1) for p in ("W", "b")]
+    names = [f"{p}{l}" for l in range(1, L + 1) for p in ("W", "b")]
+    for k in names:
+        if k not in parameters:
+            raise KeyError(f"parameters has no {k!r}: a network of {L} layer(s) needs "
+                           f"{_expected(names, '')} (it has {sorted(map(str, parameters))})")
+    return names
 
 
-def _grad(grads, name):
-    g = grads["d" + name]
-    return g if isinstance(g, np.ndarray) and g.flags.c_contiguous else np.ascontiguousarray(g)
+def _expected(names, prefix):
+    keys = [prefix + k for k in names]
+    return ", ".join(map(repr, keys)) if len(keys) <= 6 else f"{keys[0]!r} ... {keys[-1]!r}"
+
+
+def _entries(d, dname, names):
+    """[d["dW1"], d["db1"], ...], with a KeyError naming the missing key and the dict."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{dname} must be a dict of arrays ('dW1', 'db1', ...), "
+                        f"got {type(d).__name__}")
+    out = []
+    for k in names:
+        try:
+            out.append(d["d" + k])
+        except KeyError:
+            raise KeyError(f"{dname} has no {'d' + k!r}: for parameters {_expected(names, '')} "
+                           f"it must hold {_expected(names, 'd')}") from None
+    return out
+
+
+def _grads(grads, names):
+    return [g if isinstance(g, np.ndarray) and g.flags.c_contiguous else np.ascontiguousarray(g)
+            for g in _entries(grads, "grads", names)]
+
+
+def _check_state(*named):
+    """The state dicts (momentum's v, Adam's v and s) must be distinct dicts."""
+    for i, (a_name, a) in enumerate(named):
+        for b_name, b in named[i + 1:]:
+            if a is b:
+                raise ValueError(f"{a_name} and {b_name} are the same dict: each needs its own "
+                                 f"arrays (initialize_adam returns two separate dicts)")
+
+
+def _kernel_call(fn, groups, names, *args, **kwargs):
+    """Call the kernel; an overlap it refuses is reported in the course's names."""
+    try:
+        fn(*args, **kwargs)
+    except ValueError as e:
+        if "overlap" not in str(e):
+            raise
+        found = _find_overlap(groups, names)
+        if found is None:
+            raise
+        raise ValueError(f"{found[0]} and {found[1]} overlap in memory: each array of an update "
+                         f"must be its own buffer (nothing was updated)") from None
+
+
+def _find_overlap(groups, names):
+    """The first pair of arrays (in the course's names) that share memory."""
+    items = []
+    for dname, prefix, arrays in groups:
+        for k, a in zip(names, arrays):
+            if isinstance(a, np.ndarray) and a.size:
+                items.append((f"{dname}[{prefix + k!r}]", a))
+    for i, (na, a) in enumerate(items):
+        for nb, b in items[i + 1:]:
+            if np.may_share_memory(a, b):
+                return na, nb
+    return None
 
 
 def _zeros_like_params(parameters):
@@ -100,8 +168,10 @@ def update_parameters_with_gd(parameters, grads, learning_rate):
     array([[0.9, 2.1]])
     """
     names = _names(parameters)
-    _k.sgd_step_multi([parameters[k] for k in names], [_grad(grads, k) for k in names],
-                      lr=learning_rate, labels=names)
+    lr = _k.check_nonneg(learning_rate, "learning_rate")
+    params, gs = [parameters[k] for k in names], _grads(grads, names)
+    _kernel_call(_k.sgd_step_multi, (("parameters", "", params), ("grads", "d", gs)), names,
+                 params, gs, lr=lr, labels=names)
     return parameters
 
 
@@ -125,9 +195,12 @@ def update_parameters_with_momentum(parameters, grads, v, beta, learning_rate):
     (array([[0.2]]), array([[0.98]]))
     """
     names = _names(parameters)
-    _k.momentum_step_multi([parameters[k] for k in names], [_grad(grads, k) for k in names],
-                           [v["d" + k] for k in names], lr=learning_rate, beta=beta,
-                           dampening=None, labels=names)
+    lr = _k.check_nonneg(learning_rate, "learning_rate")
+    beta = _k.check_beta(beta, "beta")
+    params, gs, vs = [parameters[k] for k in names], _grads(grads, names), _entries(v, "v", names)
+    _kernel_call(_k.momentum_step_multi,
+                 (("parameters", "", params), ("grads", "d", gs), ("v", "d", vs)), names,
+                 params, gs, vs, lr=lr, beta=beta, dampening=None, labels=names)
     return parameters, v
 
 
@@ -162,23 +235,26 @@ def update_parameters_with_adam(parameters, grads, v, s, t, learning_rate=0.01, 
     (array([[0.99, 1.01]]), array([[ 3. , -0.5]]))
     """
     names = _names(parameters)
-    _k.adam_step_multi([parameters[k] for k in names], [_grad(grads, k) for k in names],
-                       [v["d" + k] for k in names], [s["d" + k] for k in names], step=t,
-                       lr=learning_rate, beta1=beta1, beta2=beta2, eps=epsilon, labels=names)
+    t = _k.check_int(t, "t", 1, _MAX_COUNT + 1)
+    lr = _k.check_nonneg(learning_rate, "learning_rate")
+    beta1, beta2 = _k.check_beta(beta1, "beta1"), _k.check_beta(beta2, "beta2")
+    epsilon = _k.check_nonneg(epsilon, "epsilon")
+    params, gs = [parameters[k] for k in names], _grads(grads, names)
+    _check_state(("v", v), ("s", s))
+    vs, ss = _entries(v, "v", names), _entries(s, "s", names)
+    _kernel_call(_k.adam_step_multi, (("parameters", "", params), ("grads", "d", gs),
+                                      ("v", "d", vs), ("s", "d", ss)), names,
+                 params, gs, vs, ss, step=t, lr=lr, beta1=beta1, beta2=beta2, eps=epsilon,
+                 labels=names)
     v_corrected = {"d" + k: debias(v["d" + k], beta=beta1, step=t) for k in names}
     s_corrected = {"d" + k: debias(s["d" + k], beta=beta2, step=t) for k in names}
     return parameters, v, s, v_corrected, s_corrected
 
 
-def _native_gather_ok(A):
-    return (isinstance(A, np.ndarray) and A.ndim == 2 and A.flags.c_contiguous
-            and A.dtype.itemsize in (1, 2, 4, 8) and not A.dtype.hasobject)
-
-
 def _column_batches(A, permutation, size, n_full, rem, reshape_to=None):
     """The batches ``A[:, permutation][:, k*size:(k+1)*size]``: one native pass for a
     C-contiguous 2-D A, else the assignment's own indexing and slicing."""
-    if _native_gather_ok(A) and (reshape_to is None or A.shape[0] == 1):
+    if A.ndim == 2 and native_copy_ok(A) and (reshape_to is None or A.shape[0] == 1):
         return gather_column_batches(A, permutation, size, n_full, rem)
     shuffled = A[:, permutation]
     if reshape_to is not None:
@@ -196,7 +272,10 @@ def random_mini_batches(X, Y, mini_batch_size=64, seed=0):
     ``np.random.permutation(m)`` (so the permutation, and the global generator's state afterwards,
     are the assignment's), then returns ``floor(m / mini_batch_size)`` full batches and, when
     ``mini_batch_size`` does not divide m, one last batch of the ``m % mini_batch_size`` remaining
-    examples.  ``Y`` must have one row (the assignment reshapes the shuffled Y to ``(1, m)``).
+    examples.  ``Y`` must have one row, shape ``(1, m)`` (the assignment reshapes the shuffled Y
+    to ``(1, m)``); a 1-D ``Y`` of length m is taken as ``(1, m)``, so its batches are ``(1, size)``
+    too.  X and Y must have the same number m of examples (columns): a mismatch is a ValueError
+    naming both counts (never a silent truncation).
 
     A C-contiguous 2-D X (and Y) is gathered in one native pass that reads each row of X once
     (``X[:, permutation]`` touches a cache line per element); other layouts use the assignment's
@@ -214,17 +293,24 @@ def random_mini_batches(X, Y, mini_batch_size=64, seed=0):
     >>> [b[0].shape for b in batches]
     [(1, 4), (1, 4), (1, 2)]
     """
-    if isinstance(mini_batch_size, (bool, np.bool_)):
-        raise TypeError(f"mini_batch_size must be an integer >= 1, got {mini_batch_size!r}")
-    try:
-        size = operator.index(mini_batch_size)
-    except TypeError:
-        raise TypeError(f"mini_batch_size must be an integer >= 1, "
-                        f"got {type(mini_batch_size).__name__}") from None
-    if size < 1:
-        raise ValueError(f"mini_batch_size must be an integer >= 1, got {size}")
-    np.random.seed(seed)
+    size = _k.check_int(mini_batch_size, "mini_batch_size", 1)
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"X must be a numpy.ndarray of shape (n_x, m), got {type(X).__name__}")
+    if X.ndim < 2:
+        raise ValueError(f"X must have shape (n_x, m), one example per column, got shape "
+                         f"{X.shape}")
+    if not isinstance(Y, np.ndarray):
+        raise TypeError(f"Y must be a numpy.ndarray of shape (1, m), got {type(Y).__name__}")
     m = X.shape[1]
+    if Y.ndim == 1:                  # labels as a 1-D array of length m: taken as (1, m)
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[0] != 1:
+        raise ValueError(f"Y must have shape (1, m) (one label per column) or (m,), got shape "
+                         f"{Y.shape}")
+    if Y.shape[1] != m:
+        raise ValueError(f"X has {m} examples (columns) but Y has {Y.shape[1]}: X must be "
+                         f"(n_x, m) and Y (1, m), one example per column")
+    np.random.seed(seed)
     permutation = np.random.permutation(m).astype(np.int64, copy=False)
     n_full, rem = divmod(m, size)
     xs = _column_batches(X, permutation, size, n_full, rem)
@@ -243,7 +329,9 @@ def update_lr(learning_rate0, epoch_num, decay_rate):
     >>> [round(update_lr(0.2, epoch, 1), 4) for epoch in (1, 2, 3, 4)]   # the lecture's case
     [0.1, 0.0667, 0.05, 0.04]
     """
-    return inverse_time_decay(learning_rate0, decay_rate)(epoch_num)
+    return inverse_time_decay(_k.check_nonneg(learning_rate0, "learning_rate0"),
+                              _k.check_nonneg(decay_rate, "decay_rate"))(
+        _k.check_int(epoch_num, "epoch_num", 0))
 
 
 def schedule_lr_decay(learning_rate0, epoch_num, decay_rate, time_interval=1000):
@@ -258,5 +346,7 @@ def schedule_lr_decay(learning_rate0, epoch_num, decay_rate, time_interval=1000)
     >>> [schedule_lr_decay(0.5, epoch, 1) for epoch in (999, 1000, 2500)]
     [0.5, 0.25, 0.16666666666666666]
     """
-    return inverse_time_decay(learning_rate0, decay_rate, time_interval=time_interval,
-                              staircase=True)(epoch_num)
+    return inverse_time_decay(_k.check_nonneg(learning_rate0, "learning_rate0"),
+                              _k.check_nonneg(decay_rate, "decay_rate"),
+                              time_interval=_k.check_int(time_interval, "time_interval", 1),
+                              staircase=True)(_k.check_int(epoch_num, "epoch_num", 0))

@@ -14,7 +14,8 @@ What ``count`` counts is the schedule's ``per`` attribute:
     counting from 1 (the same ``step`` the kernels take).  Count 0 is accepted too, so a schedule
     can be tabulated from 0, optax style.
 
-A count must be an integer >= 0 (Python or NumPy integer; ``bool`` and floats are refused).  All
+A count must be an integer in [0, 2**53] (Python or NumPy integer; ``bool`` and floats are
+refused, with TypeError; a count out of range is a ValueError).  All
 arithmetic is in float64, and every schedule returns a finite number >= 0.
 
 The schedules (the course's list of decay methods, then the two trivial ones):
@@ -33,9 +34,9 @@ any callable ``count -> lr``) into a :class:`Schedule`.
 """
 
 import bisect
+import inspect
 import math
 import numbers
-import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,16 +77,19 @@ def _positive(x, name, hint=""):
     return d
 
 
-def _integer(x, name, low):
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer >= {low}, got {type(x).__name__}")
+_check_bool = _k.check_bool
+
+
+def _check_int(x, name, low, high=None):
+    """``_k.check_int`` (the one integer rule: __index__, never bool); its TypeError also says
+    the bound, as the kernels' step check does ("count must be an integer >= 0, got float")."""
     try:
-        i = operator.index(x)
+        return _k.check_int(x, name, low, high)
     except TypeError:
         raise TypeError(f"{name} must be an integer >= {low}, got {type(x).__name__}") from None
-    if i < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {i}")
-    return i
+
+# the largest count: counts stay exact in float64 (the kernels' bound on step counts)
+_MAX_COUNT = getattr(_k, "MAX_COUNT", 2 ** 53)
 
 
 def _check_per(per, name="per"):
@@ -95,7 +99,31 @@ def _check_per(per, name="per"):
 
 
 def _check_count(count):
-    return _integer(count, "count", 0)
+    return _check_int(count, "count", 0, _MAX_COUNT + 1)
+
+
+def _describe(fn):
+    """A readable name for a user's lr callable (never ``<function <lambda> at 0x...>``)."""
+    name = getattr(fn, "__qualname__", None)
+    if not isinstance(name, str):
+        return f"the lr callable (a {type(fn).__qualname__} object)"
+    if name.endswith("<lambda>"):
+        return "the lr callable (a lambda)"
+    return f"the lr callable {name}"
+
+
+def _check_arity(fn):
+    """TypeError unless fn can be called with one positional argument (the count).  Callables
+    without an introspectable signature (some builtins) are accepted as they are."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(0)
+    except TypeError:
+        raise TypeError(f"lr callable must take one argument (the count): {_describe(fn)} "
+                        f"has the signature {sig}") from None
 
 
 def _sequence(x, name):
@@ -109,7 +137,8 @@ def _scaled(lr0, power, count, name):
     """``lr0 * power`` with a clear error (never inf) when a growing schedule leaves float range."""
     lr = lr0 * power
     if not math.isfinite(lr):
-        raise OverflowError(f"{name} overflows a float at count {count}")
+        raise ValueError(f"{name} overflows a float at count {count} (the learning rate would "
+                         f"be inf)")
     return lr
 
 
@@ -123,8 +152,10 @@ class Schedule:
     ``Schedule(fn, per=...)`` wraps any callable ``fn(count) -> lr`` (the subclasses built by
     :func:`inverse_time_decay` and the other functions of this module compute their own value).
     Calling the schedule checks the count (an integer >= 0) and the value (a finite real number
-    >= 0) and returns it as a Python float.  Schedules are immutable; a wrapped schedule pickles
-    when `fn` does (a module-level function does, a lambda does not).
+    >= 0) and returns it as a Python float.  `fn` must be callable with one positional argument
+    (checked at construction with :func:`inspect.signature` when the callable has one).
+    Schedules are immutable; a wrapped schedule pickles when `fn` does (a module-level function
+    does, a lambda does not).
 
     Args:
       fn: a callable taking one integer count and returning a real number.
@@ -145,6 +176,7 @@ class Schedule:
     def __init__(self, fn, *, per="epoch"):
         if not callable(fn):
             raise TypeError(f"fn must be a callable count -> lr, got {type(fn).__name__}")
+        _check_arity(fn)
         self._set(fn=fn, per=_check_per(per))
 
     def _set(self, **attrs):
@@ -165,11 +197,11 @@ class Schedule:
     def _value(self, count):
         lr = self.fn(count)
         if not _is_real(lr):
-            raise TypeError(f"{self.fn!r} returned {type(lr).__name__} at count {count}; "
+            raise TypeError(f"{_describe(self.fn)} returned {type(lr).__name__} at count {count}; "
                             f"a learning rate must be a real number")
         lr = float(lr)
         if not (lr >= 0.0 and math.isfinite(lr)):
-            raise ValueError(f"{self.fn!r} returned {lr!r} at count {count}; "
+            raise ValueError(f"{_describe(self.fn)} returned {lr!r} at count {count}; "
                              f"a learning rate must be a finite number >= 0")
         return lr
 
@@ -187,11 +219,10 @@ class InverseTimeDecay(Schedule):
     _name = "inverse_time_decay"
 
     def __init__(self, lr0, decay_rate, *, time_interval=1, staircase=False, per="epoch"):
-        if not isinstance(staircase, (bool, np.bool_)):
-            raise TypeError(f"staircase must be a bool, got {type(staircase).__name__}")
+        staircase = _check_bool(staircase, "staircase")
         self._set(lr0=_nonneg(lr0, "lr0"), decay_rate=_nonneg(decay_rate, "decay_rate"),
-                  time_interval=_integer(time_interval, "time_interval", 1),
-                  staircase=bool(staircase), per=_check_per(per))
+                  time_interval=_check_int(time_interval, "time_interval", 1),
+                  staircase=staircase, per=_check_per(per))
 
     def _value(self, count):
         if self.staircase:
@@ -249,7 +280,7 @@ class StepDecay(Schedule):
     def __init__(self, lr0, factor, every, *, per="epoch"):
         self._set(lr0=_nonneg(lr0, "lr0"),
                   factor=_positive(factor, "factor", " (< 1 decays, 1 is constant, > 1 grows)"),
-                  every=_integer(every, "every", 1), per=_check_per(per))
+                  every=_check_int(every, "every", 1), per=_check_per(per))
 
     def _value(self, count):
         if self.lr0 == 0.0:
@@ -272,7 +303,7 @@ class PiecewiseConstant(Schedule):
     def __init__(self, boundaries, values, *, per="epoch"):
         b = _sequence(boundaries, "boundaries")
         v = _sequence(values, "values")
-        b = tuple(_integer(x, f"boundaries[{i}]", 0) for i, x in enumerate(b))
+        b = tuple(_check_int(x, f"boundaries[{i}]", 0) for i, x in enumerate(b))
         for i in range(1, len(b)):
             if b[i] <= b[i - 1]:
                 raise ValueError(f"boundaries must be strictly increasing, got {list(b)}: "
@@ -360,7 +391,7 @@ def exponential_decay(lr0, rate=0.95, *, per="epoch"):
 
     ``rate`` must be > 0.  A rate in (0, 1) decays, 1 is constant, and a rate > 1 is allowed and
     *grows* the learning rate (useful for a learning-rate range test); a value that would leave the
-    float range raises OverflowError rather than returning inf.
+    float range raises ValueError rather than returning inf.
 
     Args:
       lr0: the initial learning rate, a finite number >= 0 (the value at count 0).
@@ -419,7 +450,7 @@ def step_decay(lr0, factor, every, *, per="epoch"):
     .. math:: \text{lr}(c) = \text{lr}_0\cdot\text{factor}^{\lfloor c / \text{every}\rfloor}
 
     ``factor`` must be > 0; a factor > 1 grows the rate (a value that would leave the float range
-    raises OverflowError).
+    raises ValueError).
 
     Args:
       lr0: the initial learning rate, a finite number >= 0.
@@ -514,7 +545,8 @@ def as_schedule(lr_or_callable, per=None):
     * a real number ``lr``: ``constant(lr, per=per or "epoch")``;
     * a :class:`Schedule`: the object itself;
     * any other callable ``count -> lr``: ``Schedule(fn, per=...)``, keeping the callable's own
-      ``per`` attribute if it has one, else `per`, else ``"epoch"``.
+      ``per`` attribute if it has one, else `per`, else ``"epoch"``.  It must take one
+      positional argument, the count (a TypeError here, not at the first step, otherwise).
 
     Args:
       lr_or_callable: a real number >= 0, a :class:`Schedule`, or a callable ``count -> lr``.
@@ -546,9 +578,9 @@ def as_schedule(lr_or_callable, per=None):
     if callable(obj):
         own = getattr(obj, "per", None)
         if own is not None:
-            own = _check_per(own, name=f"the per attribute of {obj!r}")
+            own = _check_per(own, name=f"the per attribute of {_describe(obj)}")
             if per is not None and per != own:
                 raise ValueError(f"per={per!r} contradicts the callable's own per={own!r}")
         return Schedule(obj, per=own or per or "epoch")
-    raise TypeError(f"lr_or_callable must be a real number, a Schedule, or a callable "
-                    f"count -> lr, got {type(obj).__name__}")
+    raise TypeError(f"lr must be a real number >= 0, a Schedule or a callable count -> lr, "
+                    f"got {type(obj).__name__}")

@@ -6,10 +6,12 @@ and writes a PNG of the cost curves, the moons decision boundaries and the learn
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 
-__all__ = ["add_arguments", "run", "main", "format_table", "missing_dependencies"]
+__all__ = ["add_arguments", "run", "main", "format_table", "missing_dependencies",
+           "check_output_path"]
 
 DEFAULT_OUT = "fastopt_demo.png"
 INSTALL_HINT = ('    pip install "fastopt[demo]"\n'
@@ -60,6 +62,39 @@ def missing_dependencies(experiments, plot):
     return [_PIP_NAMES[m] for m in needed if not _installed(m)]
 
 
+def _figure_formats():
+    """The file extensions matplotlib can write (None if that cannot be asked cheaply)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+        return set(FigureCanvasBase.get_supported_filetypes())
+    except Exception:                                    # noqa: BLE001 - then savefig decides
+        return None
+
+
+def check_output_path(path):
+    """Why the figure cannot be written to `path`, or None when it can (as far as can be told
+    before writing): its directory must exist and be writable, `path` must not be a directory
+    (nor a read-only file), and its extension must be a format matplotlib writes."""
+    full = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(full)
+    if os.path.isdir(full):
+        return f"{path!r} is a directory; give a file name such as {DEFAULT_OUT!r}"
+    if not os.path.exists(parent):
+        return f"the directory {parent!r} does not exist"
+    if not os.path.isdir(parent):
+        return f"{parent!r} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {parent!r} is not writable"
+    if os.path.exists(full) and not os.access(full, os.W_OK):
+        return f"{path!r} exists and is not writable"
+    ext = os.path.splitext(full)[1].lower().lstrip(".")
+    formats = _figure_formats() if ext else None
+    if formats is not None and ext not in formats:
+        return (f"matplotlib cannot write .{ext} files; use one of "
+                f"{', '.join('.' + f for f in sorted(formats))}")
+    return None
+
+
 def format_table(results):
     """The results of one experiment as a text table."""
     head = (f"{'optimizer':<24} {'learning rate':<30} {'epochs':>6} {'batch':>5} {'steps':>6} "
@@ -74,7 +109,8 @@ def format_table(results):
 
 
 def run(args):
-    """Run the demo for parsed arguments; returns the exit code (2: a dependency is missing)."""
+    """Run the demo for parsed arguments; returns the exit code (2: a dependency is missing, or
+    the figure cannot be written to ``--out``; both are checked before any training)."""
     names = ["moons", "digits"] if args.experiment == "all" else [args.experiment]
     plot = not args.no_plot
     missing = missing_dependencies(names, plot)
@@ -83,6 +119,12 @@ def run(args):
               f"{'is' if len(missing) == 1 else 'are'} not installed.  Install the demo's "
               f"dependencies with\n{INSTALL_HINT}", file=sys.stderr)
         return 2
+    if plot:                     # before any training: a bad --out must not waste the whole run
+        problem = check_output_path(args.out)
+        if problem is not None:
+            print(f"python -m fastopt demo: error: argument --out: cannot write the figure to "
+                  f"{args.out!r}: {problem}", file=sys.stderr)
+            return 2
 
     from . import experiments as ex
 
