@@ -381,3 +381,28 @@ def num_threads(n):
     finally:
         for m, t in zip(mods, saved):
             m._set_default_threads(t)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _wide_cpu_cap():
+    """Thread counts above the usable CPUs are clamped (fastopt's rule).  The tests lift the cap
+    so that 3- and 16-thread splits are still exercised on a 2-CPU machine; tests of the clamp
+    itself set the cap they need (see test_safety.py)."""
+    from fastopt import _config
+    saved = _config.usable_cpus()
+    _config._set_cpu_cap(64)
+    yield
+    _config._set_cpu_cap(saved)
+
+
+# Hypothesis profiles for tests/test_fuzz.py: "ci" (default; derandomized, so every run draws the
+# same examples and CI is reproducible) and "long" for local bug hunting.
+try:
+    from hypothesis import settings as _hsettings
+except ImportError:   # pragma: no cover - hypothesis is in the test extra
+    pass
+else:
+    _hsettings.register_profile("ci", max_examples=150, derandomize=True, deadline=None,
+                                database=None)
+    _hsettings.register_profile("long", max_examples=5000, deadline=None)
+    _hsettings.load_profile(os.environ.get("FASTOPT_HYPOTHESIS_PROFILE", "ci"))
