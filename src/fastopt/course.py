@@ -57,12 +57,17 @@ def _names(parameters):
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a dict of arrays ('W1', 'b1', ...), "
                         f"got {type(parameters).__name__}")
-    L = len(parameters) // 2
+    # ceil: an odd count means a missing W or b, reported below (never a silently skipped layer)
+    L = (len(parameters) + 1) // 2
     names = [f"{p}{l}" for l in range(1, L + 1) for p in ("W", "b")]
     for k in names:
         if k not in parameters:
             raise KeyError(f"parameters has no {k!r}: a network of {L} layer(s) needs "
                            f"{_expected(names, '')} (it has {sorted(map(str, parameters))})")
+    extra = [k for k in parameters if k not in names]
+    if extra:
+        raise ValueError(f"parameters has entries that are not layer weights: {extra} "
+                         f"(expected exactly {_expected(names, '')})")
     return names
 
 
