@@ -2,7 +2,7 @@
 
 Skipped when torch is not importable, unless FASTOPT_REQUIRE_TORCH=1, where the tests fail.
 
-Conventions mapped (see shared/CONVENTIONS.md):
+Conventions mapped (see README.md, "Conventions: where the tools differ"):
 * RMSprop: torch's ``alpha`` is our ``beta``; eps outside the square root (our default).
 * SGD with momentum: torch's first step sets ``buf = g``; the kernel reproduces it with
   ``dampening=0`` on the first step from a zero velocity, and ``dampening=d`` afterwards.

@@ -38,7 +38,6 @@ from .kernels import debias
 from .schedules import inverse_time_decay
 
 # the kernels' largest step count (bias corrections use it as an exponent)
-_MAX_COUNT = getattr(_k, "MAX_COUNT", 2 ** 53)
 
 __all__ = [
     "initialize_velocity",
@@ -240,7 +239,7 @@ def update_parameters_with_adam(parameters, grads, v, s, t, learning_rate=0.01, 
     (array([[0.99, 1.01]]), array([[ 3. , -0.5]]))
     """
     names = _names(parameters)
-    t = _k.check_int(t, "t", 1, _MAX_COUNT + 1)
+    t = _k.check_int(t, "t", 1, _k.MAX_COUNT + 1)
     lr = _k.check_nonneg(learning_rate, "learning_rate")
     beta1, beta2 = _k.check_beta(beta1, "beta1"), _k.check_beta(beta2, "beta2")
     epsilon = _k.check_nonneg(epsilon, "epsilon")

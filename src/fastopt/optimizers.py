@@ -199,9 +199,6 @@ class Optimizer:
                 f"{hyper}, step_count={self.step_count}, epoch={self.epoch})")
 
 
-_MAX_COUNT = 2 ** 53
-
-
 def _state_int(v, name, low=None, high=None):
     """A counter or version from a state dict as a Python int: an integer scalar (Python or
     NumPy), never a bool, a float or an array (not even 0-d); TypeError/ValueError otherwise."""
@@ -260,7 +257,7 @@ def _validate_state(opt, state):
              + ", ".join(f"{k}: saved {a!r}, here {b!r}" for k, (a, b) in diff.items()))
     for name in ("step_count", "epoch", "skipped_steps"):
         try:
-            _state_int(state[name], name, 0, _MAX_COUNT)
+            _state_int(state[name], name, 0, _k.MAX_COUNT)
         except (TypeError, ValueError) as exc:
             fail(f"{name} must be an integer in [0, 2**53): {exc}")
     keys = [str(k) for k in opt._params.keys]

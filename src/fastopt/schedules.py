@@ -88,9 +88,6 @@ def _check_int(x, name, low, high=None):
     except TypeError:
         raise TypeError(f"{name} must be an integer >= {low}, got {type(x).__name__}") from None
 
-# the largest count: counts stay exact in float64 (the kernels' bound on step counts)
-_MAX_COUNT = getattr(_k, "MAX_COUNT", 2 ** 53)
-
 
 def _check_per(per, name="per"):
     if not isinstance(per, str) or per not in _PERS:
@@ -99,7 +96,7 @@ def _check_per(per, name="per"):
 
 
 def _check_count(count):
-    return _check_int(count, "count", 0, _MAX_COUNT + 1)
+    return _check_int(count, "count", 0, _k.MAX_COUNT + 1)
 
 
 def _describe(fn):
