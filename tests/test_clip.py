@@ -203,10 +203,12 @@ def test_bad_scalars_raise_and_change_nothing(max_norm, kw, exc, pattern, rng):
 
 @pytest.mark.parametrize("last, exc, pattern", [
     pytest.param(lambda a: _readonly(a), ValueError, r"read-only", id="read_only"),
-    pytest.param(lambda a: a.astype(np.int64), TypeError, r"float32 or float64", id="int64"),
-    pytest.param(lambda a: a.astype(np.int32), TypeError, r"float32 or float64", id="int32"),
-    pytest.param(lambda a: a.astype(np.float16), TypeError, r"float32 or float64",
-                 id="float16"),
+    pytest.param(lambda a: a.astype(np.int64), TypeError, r"float32, float64, float16 or bfloat16",
+                 id="int64"),
+    pytest.param(lambda a: a.astype(np.int32), TypeError, r"float32, float64, float16 or bfloat16",
+                 id="int32"),
+    pytest.param(lambda a: a.astype(np.longdouble), TypeError, r"float16 or bfloat16",
+                 id="longdouble"),
     pytest.param(lambda a: a.tolist(), TypeError, r"numpy.ndarray", id="python_list"),
     pytest.param(lambda a: 3.0, TypeError, r"numpy.ndarray", id="float"),
     pytest.param(lambda a: None, TypeError, r"numpy.ndarray", id="none"),

@@ -397,6 +397,6 @@ def test_masked_arrays_are_refused():
 
 def test_messages_say_what_to_do():
     with pytest.raises(TypeError, match=r"astype\(np.float32\)"):
-        fastopt.sgd_step(np.ones(4, np.float16), np.ones(4, np.float16), lr=0.1)
+        fastopt.sgd_step(np.ones(4, np.int32), np.ones(4, np.int32), lr=0.1)
     with pytest.raises(ValueError, match="np.ascontiguousarray"):
         fastopt.sgd_step(np.ones(8)[::2], np.ones(4), lr=0.1)

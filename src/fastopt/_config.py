@@ -27,18 +27,13 @@ from . import _build_info, _dispatch
 from ._version import __version__
 
 
-def _loaded_modules():
-    return [_dispatch.load(level) for level in _dispatch.available()]
-
-
 def set_num_threads(n):
     """Set the library's default thread count (None: back to following OpenMP's settings)."""
     if n is None:
         value = 0
     else:
         value = _dispatch.kernels.resolve_n_threads(n)
-    for mod in _loaded_modules():
-        mod._set_default_threads(value)
+    _dispatch.kernels._set_default_threads(value)
 
 
 def get_num_threads():
@@ -54,8 +49,7 @@ def get_serial_threshold():
 
 def _set_cpu_cap(n):
     """Tests only: pretend `n` CPUs are usable (to exercise thread splits beyond this machine)."""
-    for mod in _loaded_modules():
-        mod._set_cpu_cap(int(n))
+    _dispatch.kernels._set_cpu_cap(int(n))
 
 
 def usable_cpus():
@@ -65,8 +59,7 @@ def usable_cpus():
 
 def set_serial_threshold(n):
     """Change the serial threshold (for measuring it; the default is the measured value)."""
-    for mod in _loaded_modules():
-        mod._set_serial_threshold(int(n))
+    _dispatch.kernels._set_serial_threshold(int(n))
 
 
 def show_config(print_=True):
@@ -81,7 +74,10 @@ def show_config(print_=True):
         "usable_cpus": usable_cpus(),
         "forked": bool(_dispatch.kernels._forked()),
         "serial_threshold": get_serial_threshold(),
-        "compiler_flags": _build_info.ISA_FLAGS.get(_dispatch.ISA, ""),
+        "isa_features": _dispatch.kernels._installed_level()[1],
+        "compiler_flags": (f"core {getattr(_build_info, 'CORE_FLAGS', '')}; loops "
+                           f"{_build_info.ISA_FLAGS.get(_dispatch.ISA, '')}"),
+        "bfloat16": _dispatch.kernels.BFLOAT16 is not None,
         "numpy_version": np.__version__,
         "machine": platform.machine(),
     }

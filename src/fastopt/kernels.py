@@ -1,8 +1,9 @@
 """The public in-place kernels.
 
 ``sgd_step``, ``momentum_step``, ``rmsprop_step``, ``adam_step`` and ``ewa_update`` are the
-functions of the kernels build chosen for this CPU (``fastopt._dispatch``).  Their argument checks
-live in C (``_api.pxi``) rather than here: a Python-level check of four arrays costs more than the
+functions of the core extension (``fastopt._core``), running the loop table chosen for this CPU
+(``fastopt._dispatch``).  Their argument checks live in C (``_checks.pxi``, ``_plan.pxi``) rather
+than here: a Python-level check of four arrays costs more than the
 whole update of a small array, and one ``adam_step`` on 1-element arrays must cost no more than one
 ``np.add(a, b, out=a)``.
 

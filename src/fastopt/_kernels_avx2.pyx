@@ -1,4 +1,0 @@
-# cython: language_level=3
-# The avx2 build of the kernels: setup.py compiles this file with the avx2 instruction-set flags.
-# All code lives in _kernels.pxi; this file only names the module.
-include "_kernels.pxi"

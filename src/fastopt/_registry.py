@@ -1,0 +1,125 @@
+"""The registry of update rules: every fact about a rule, stated once.
+
+This module is plain Python with no imports from fastopt or NumPy, because ``setup.py`` reads it
+before anything is built: it generates the loop functions, the loop table and the kernel-index
+switch from it (``_loops.pxi.tp``, rendered with Cython's Tempita).  At run time the core
+(operand names, optional slots, serial thresholds), the optimizer classes (state slots), the
+benchmark cases and the parametrised tests read it too.
+
+A rule is
+
+* ``operands``: the operand slots, in order.  Slot 0 is the written "lead" array (the parameter),
+  slot 1 the read-only input (the gradient), slots 2.. written state arrays.  An operand with
+  ``needs`` set is present only when that option is on (e.g. Adam's ``v_max`` with ``amsgrad``).
+* ``options``: formula switches.  Each has a bit of its own in one flat namespace (no two options
+  share a bit), and the loop for every combination is generated with the switches as literal
+  constants, so the C compiler emits one branch-free loop per combination.
+* ``fields``: the ``Hyper`` fields the element function takes after the gradient, in order
+  (each is rounded once per call to the compute type).
+* ``twin``: the name of the plain-NumPy function in ``fastopt.reference``.
+* ``heavy``: a square root and a division per element (threads pay off from a quarter of the
+  serial threshold).
+* ``scaled``: the input is a gradient, multiplied by ``grad_scale`` (and the sign, when
+  maximizing) before anything else.
+
+The element function is ``_<name>_elem`` in ``_rules.pxi``: its arguments are a pointer to each
+written operand (slot order, the gradient left out), the gradient value, the fields, then the
+option switches (option order).
+
+Adding an element-wise rule touches: this file, ``_rules.pxi`` (the formula and, in
+``_hyper.pxi``, the scalar set-up), ``reference.py`` (the twin) and one test file with
+hand-derived values.  See docs/architecture.md.
+"""
+
+from collections import namedtuple
+
+Operand = namedtuple("Operand", "name plural needs")
+Option = namedtuple("Option", "name bit")
+Rule = namedtuple("Rule", "name operands options fields twin heavy scaled")
+
+MAX_OPS = 6          # operand slots of a rule (the core adds one auxiliary slot: AUX)
+
+
+def _op(name, plural=None, needs=None):
+    return Operand(name, plural or name + "s", needs)
+
+
+# One flat namespace of option bits: no two options share a bit (they used to alias: nesterov,
+# centered and amsgrad were all 2).
+OPTION_BITS = {
+    "l2": 1 << 0,          # L2 weight decay added to the gradient (every step rule)
+    "nesterov": 1 << 1,    # momentum
+    "centered": 1 << 2,    # rmsprop
+    "momentum": 1 << 3,    # rmsprop
+    "amsgrad": 1 << 4,     # adam
+}
+
+
+def _opts(*names):
+    return tuple(Option(n, OPTION_BITS[n]) for n in names)
+
+
+RULES = (
+    Rule("sgd",
+         operands=(_op("param"), _op("grad")),
+         options=_opts("l2"),
+         fields=("lr", "wd"),
+         twin="sgd_step", heavy=False, scaled=True),
+    Rule("momentum",
+         operands=(_op("param"), _op("grad"), _op("velocity", "velocities")),
+         options=_opts("l2", "nesterov"),
+         fields=("lr", "wd", "b1", "damp1"),
+         twin="momentum_step", heavy=False, scaled=True),
+    Rule("rmsprop",
+         operands=(_op("param"), _op("grad"), _op("sq_avg"), _op("grad_avg", needs="centered"),
+                   _op("momentum_buf", needs="momentum")),
+         options=_opts("l2", "centered", "momentum"),
+         fields=("lr", "wd", "b1", "omb1", "eps_in", "eps_out", "mom"),
+         twin="rmsprop_step", heavy=True, scaled=True),
+    Rule("adam",
+         operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("v", "vs"),
+                   _op("v_max", needs="amsgrad")),
+         options=_opts("l2", "amsgrad"),
+         fields=("step_size", "wd", "decay", "b1", "omb1", "b2", "omb2", "c2", "eps_in",
+                 "eps_out"),
+         twin="adam_step", heavy=True, scaled=True),
+    Rule("ewa",
+         operands=(_op("avg"), _op("value")),
+         options=(),
+         fields=("b1", "omb1"),
+         twin="ewa_update", heavy=False, scaled=False),
+)
+
+BY_NAME = {r.name: r for r in RULES}
+
+
+def combos(rule):
+    """Every option combination of `rule`, as (local index, flat option mask), index order."""
+    out = []
+    for local in range(1 << len(rule.options)):
+        mask = 0
+        for j, opt in enumerate(rule.options):
+            if (local >> j) & 1:
+                mask |= opt.bit
+        out.append((local, mask))
+    return out
+
+
+def layout():
+    """The loop table's layout: (rule, first index) for each rule, and the table size."""
+    base, out = 0, []
+    for r in RULES:
+        out.append((r, base))
+        base += 1 << len(r.options)
+    return out, base
+
+
+def operand_names(rule):
+    """The operand names, padded to MAX_OPS slots with empty strings."""
+    names = tuple(o.name for o in rule.operands)
+    return names + ("",) * (MAX_OPS - len(names))
+
+
+def state_operands(rule):
+    """The written state operands (slots 2..): what an optimizer class allocates."""
+    return rule.operands[2:]
