@@ -36,6 +36,8 @@ WD = 1e-2            # AdamW's decoupled weight decay
 DEFAULT_SIZES = (10, 14, 17, 20, 24)          # powers of two
 QUICK_SIZES = (10, 14, 20)                    # --quick adds 2^24 for adam (out of cache)
 THRESHOLD_KERNELS = ("adam", "sgd", "ewa")
+SMOKE_SIZES = (10,)                           # --smoke: does the harness run? (not a measurement)
+SMOKE_THRESHOLD_SIZES = (10, 11)
 
 
 # ---- careful in-place NumPy: ufuncs with out=, one preallocated scratch array, no temporaries ----
@@ -307,6 +309,13 @@ EPOCH_BATCHES = (64, 256)
 QUICK_EPOCH_BATCHES = (256,)
 EPOCH_REPEAT, QUICK_EPOCH_REPEAT = 7, 3         # samples of the epoch rows (100 ms - 1 s each)
 SEED = 0
+
+# --smoke: the same cases on tiny arrays.  A clipping call must still take microseconds, so a
+# 0.1 ms sample holds few calls and ClipCase's 1%-a-call shrinking stays far above eps.
+SMOKE_MULTI = (8, 256)                          # (arrays, elements each)
+SMOKE_CLIP_LAYOUTS = ((1, 1 << 14), (4, 1 << 12))
+SMOKE_EPOCH_SHAPE = (1024, 16)
+SMOKE_EPOCH_BATCHES = (64,)
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,20 @@ from .cases import (
     DEFAULT_SIZES,
     EPOCH_BATCHES,
     EPOCH_REPEAT,
+    EPOCH_SHAPE,
     KERNELS,
     LR,
+    MULTI_ARRAYS,
+    MULTI_N,
     QUICK_EPOCH_BATCHES,
     QUICK_EPOCH_REPEAT,
     QUICK_SIZES,
+    SMOKE_CLIP_LAYOUTS,
+    SMOKE_EPOCH_BATCHES,
+    SMOKE_EPOCH_SHAPE,
+    SMOKE_MULTI,
+    SMOKE_SIZES,
+    SMOKE_THRESHOLD_SIZES,
     STEP,
     THRESHOLD_KERNELS,
     Case,
@@ -104,6 +113,12 @@ def add_arguments(parser):
                         help="fewer sizes and samples (< 30 s): 2^10, 2^14, 2^20, and 2^24 "
                              "for adam; the training section with fewer samples and the epoch "
                              "at batch 256 only")
+    parser.add_argument("--smoke", action="store_true",
+                        help="check that the harness runs, in seconds; the numbers mean "
+                             "nothing: every section on tiny arrays (2^10 elements unless "
+                             "--sizes; Adam.step over 8 x 256, clipping 2^14, an epoch of "
+                             "(1024, 16); --threshold: 2^10 and 2^11), 3 samples of 0.1 ms "
+                             "(unless --repeat); overrides --quick")
     parser.add_argument("--sizes", default=None,
                         help="kernel tables: comma-separated sizes: exponents of 2 (20 means "
                              "2^20) or element counts (> 40); default 10,14,17,20,24 (--quick: "
@@ -195,6 +210,7 @@ def overhead(repeat=9, min_time=2e-2):
 def run(args):
     """``python -m fastopt bench`` with the parsed `args`; returns the exit code."""
     quick = getattr(args, "quick", False)
+    smoke = getattr(args, "smoke", False)
     suite = getattr(args, "suite", "all")
     with_kernels, with_training = suite in ("kernels", "all"), suite in ("training", "all")
     dtype = np.dtype(args.dtype)
@@ -210,17 +226,27 @@ def run(args):
     if args.threads is not None and args.threads < 1:
         print("error: --threads must be >= 1", file=sys.stderr)
         return 2
+    if args.repeat is not None and args.repeat < 1:
+        print("error: --repeat must be >= 1", file=sys.stderr)
+        return 2
     print(config_line())
+    if smoke:
+        print("--smoke: tiny arrays and few samples, to check that the harness runs; the numbers "
+              "mean nothing")
     if args.threshold:
+        if smoke:
+            return run_threshold(kernels, dtype, sizes or [1 << e for e in SMOKE_THRESHOLD_SIZES],
+                                 args.threads or 2, args.repeat or 3, min_time=1e-4)
         return run_threshold(kernels, dtype, sizes, args.threads or 2, args.repeat or 15)
 
     threads = args.threads or get_num_threads()       # before torch can touch OpenMP's default
     torch = None if getattr(args, "no_torch", False) else import_torch()
-    repeat = args.repeat or (5 if quick else 9)
-    min_time = 1.5e-3 if quick else 1e-2
+    repeat = args.repeat or (3 if smoke else 5 if quick else 9)
+    min_time = 1e-4 if smoke else 1.5e-3 if quick else 1e-2
     if sizes is None:
-        plan = {k: [1 << e for e in (QUICK_SIZES if quick else DEFAULT_SIZES)] for k in kernels}
-        if quick and "adam" in plan:
+        exps = SMOKE_SIZES if smoke else QUICK_SIZES if quick else DEFAULT_SIZES
+        plan = {k: [1 << e for e in exps] for k in kernels}
+        if quick and not smoke and "adam" in plan:
             plan["adam"].append(1 << 24)
     else:
         plan = {k: list(sizes) for k in kernels}
@@ -243,10 +269,10 @@ def run(args):
                 results[(kernel, n)] = cands
                 del case, cands
         if with_kernels:
-            t_adam, t_add, t_empty = overhead(repeat=repeat)
+            t_adam, t_add, t_empty = overhead(repeat, min_time if smoke else 2e-2)
             report.print_overhead(repeat, t_adam, t_add, t_empty)
         if with_training:
-            training = run_training(threads, torch, quick, args.repeat, min_time)
+            training = run_training(threads, torch, quick, args.repeat, min_time, smoke=smoke)
     finally:
         if torch is not None:
             torch.set_num_threads(torch_threads0)
@@ -292,33 +318,40 @@ def _time_training_case(case, threads, torch, repeat, min_time, unit):
     return cands
 
 
-def run_training(threads, torch=None, quick=False, repeat=None, min_time=1e-2):
+def run_training(threads, torch=None, quick=False, repeat=None, min_time=1e-2, smoke=False):
     """The training-loop section: prints its tables; returns {key: [Candidate]} (medians only,
     the arrays freed) for the targets.  `repeat` (None: 9, --quick 7; the epoch rows 7 and 3).
     A sample lasts at least 5 ms: a single 2-thread call of a few ms is at the mercy of one
-    scheduler tick on a busy machine."""
-    rep = repeat or (7 if quick else 9)
-    min_time = max(min_time, 5e-3)
-    rep_epoch = repeat or (QUICK_EPOCH_REPEAT if quick else EPOCH_REPEAT)
-    batches = QUICK_EPOCH_BATCHES if quick else EPOCH_BATCHES
+    scheduler tick on a busy machine.  `smoke`: the same cases on tiny arrays, `repeat` (None:
+    3) samples of `min_time` each."""
+    if smoke:
+        rep = rep_epoch = repeat or 3
+        (n_arrays, n), layouts = SMOKE_MULTI, SMOKE_CLIP_LAYOUTS
+        shape, batches = SMOKE_EPOCH_SHAPE, SMOKE_EPOCH_BATCHES
+    else:
+        rep = repeat or (7 if quick else 9)
+        min_time = max(min_time, 5e-3)
+        rep_epoch = repeat or (QUICK_EPOCH_REPEAT if quick else EPOCH_REPEAT)
+        (n_arrays, n), layouts = (MULTI_ARRAYS, MULTI_N), CLIP_LAYOUTS
+        shape, batches = EPOCH_SHAPE, QUICK_EPOCH_BATCHES if quick else EPOCH_BATCHES
     check_training_baselines()
     results = {}
     report.print_training_legend(threads)
     with threads_restored(torch):
-        case = MultiAdamCase()
+        case = MultiAdamCase(n_arrays, n)
         report.print_adam_heading(case, rep)
-        results[("adam", case.label)] = _time_training_case(case, threads, torch, rep, min_time,
-                                                            "µs")
+        results[("adam", case.label, case.n_total)] = _time_training_case(
+            case, threads, torch, rep, min_time, "µs")
         del case
-        report.print_clip_heading(rep)
-        for n_arrays, n in CLIP_LAYOUTS:
+        report.print_clip_heading(layouts[0][0] * layouts[0][1], rep)
+        for n_arrays, n in layouts:
             case = ClipCase(n_arrays, n)
             results[("clip", case.label)] = _time_training_case(case, threads, torch, rep,
                                                                 min_time, "ms")
             if case.missed:
                 report.print_clip_missed(case.missed)
             del case
-        data = EpochData()
+        data = EpochData(shape)
         try:
             for axis in (0, 1):
                 A = data.X if axis == 0 else data.XT
@@ -354,7 +387,7 @@ def crossover(sizes, t1, t2):
     return cross
 
 
-def run_threshold(kernels, dtype, sizes, threads, repeat):
+def run_threshold(kernels, dtype, sizes, threads, repeat, min_time=5e-3):
     if sizes is None:
         sizes = threshold_sizes()
     sizes = sorted(sizes)
@@ -374,7 +407,7 @@ def run_threshold(kernels, dtype, sizes, threads, repeat):
                 case = Case(kernel, n, dtype)
                 cands = [Candidate("1", 1, fastopt_fn(case, 1)),
                          Candidate(str(threads), threads, fastopt_fn(case, threads))]
-                a, b = measure(cands, repeat, 5e-3)
+                a, b = measure(cands, repeat, min_time)
                 t1s.append(a)
                 t2s.append(b)
                 report.print_threshold_row(n, a, b)

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .cases import MULTI_ARRAYS, MULTI_N, size_label
+from .cases import size_label
 from .timing import load_average
 
 # ------------------------------------------------------------------------------------------------
@@ -181,9 +181,9 @@ def print_adam_heading(case, repeat):
     print(training_header("µs"))
 
 
-def print_clip_heading(repeat):
-    print(f"\nclip: clip_grad_norm on 2^24 float32, every timed call clipping (2 passes: "
-          f"norm, then scale in place); global_norm: the norm pass alone; ref: "
+def print_clip_heading(n_total, repeat):
+    print(f"\nclip: clip_grad_norm on {size_label(n_total)} float32, every timed call clipping "
+          f"(2 passes: norm, then scale in place); global_norm: the norm pass alone; ref: "
           f"scale_multi(arrays, 1.0), one 1-read/1-write pass over the same arrays; "
           f"median of {repeat}")
     print(training_header("ms"))
@@ -243,7 +243,8 @@ def _tcand(results, key, kind, threads):
 
 
 def training_target_lines(results, threads):
-    """The training-loop targets, from run_training's {key: [Candidate]}."""
+    """The training-loop targets, from run_training's {key: [Candidate]}: the keys are
+    ("adam", label, elements in all), ("clip", label) and ("epoch", axis, batch size)."""
     lines = []
 
     def line(ok, text, *cands):
@@ -264,7 +265,7 @@ def training_target_lines(results, threads):
             if fo and ref:
                 r = fo.median / ref.median
                 line(r <= 1.3, f"{what}: {r:.2f}x one flat adam_step over "
-                               f"{MULTI_ARRAYS * MULTI_N:,} elements (target <= 1.3x)", fo, ref)
+                               f"{key[2]:,} elements (target <= 1.3x)", fo, ref)
             if fo and tf:
                 r = tf.median / fo.median
                 line(r >= 5, f"{what}: {r:.1f}x faster than torch.optim.Adam(fused=True) on the "
