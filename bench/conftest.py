@@ -2,7 +2,7 @@
 
 One benchmark group per (kernel, dtype, size), so the implementations sit side by side in
 pytest-benchmark's table.  The cases and the implementations are the ones ``python -m fastopt
-bench`` times (``fastopt._bench``), so both report the same things.
+bench`` times (``fastopt.bench.cases``), so both report the same things.
 
 Options: ``--bench-sizes 10,14,20`` (exponents of 2, or element counts > 64),
 ``--bench-dtypes float32,float64``, ``--bench-kernels sgd,momentum,rmsprop,adam,adamw,ewa``.
@@ -19,12 +19,13 @@ import functools
 import numpy as np
 import pytest
 
-from fastopt import _bench
+from fastopt.bench import cases
+from fastopt.bench.cli import parse_sizes
 from fastopt._config import get_num_threads
 
 DEFAULT_SIZES = "10,14,20"
 DEFAULT_DTYPES = "float32,float64"
-DEFAULT_BATCH_SIZES = ",".join(str(b) for b in _bench.EPOCH_BATCHES)
+DEFAULT_BATCH_SIZES = ",".join(str(b) for b in cases.EPOCH_BATCHES)
 DEFAULT_ROUNDS = 5
 
 # fastopt's default thread count, read before torch is imported (torch.set_num_threads changes
@@ -39,8 +40,8 @@ def pytest_addoption(parser):
                          f"default {DEFAULT_SIZES}")
     group.addoption("--bench-dtypes", default=DEFAULT_DTYPES,
                     help=f"comma-separated float32/float64; default {DEFAULT_DTYPES}")
-    group.addoption("--bench-kernels", default=",".join(_bench.KERNELS),
-                    help=f"comma-separated, from {','.join(_bench.KERNELS)}; default all")
+    group.addoption("--bench-kernels", default=",".join(cases.KERNELS),
+                    help=f"comma-separated, from {','.join(cases.KERNELS)}; default all")
     group.addoption("--bench-batch-sizes", default=DEFAULT_BATCH_SIZES,
                     help=f"training suite: batch sizes of the mini-batch epoch; "
                          f"default {DEFAULT_BATCH_SIZES}")
@@ -51,7 +52,7 @@ def pytest_addoption(parser):
 
 @functools.lru_cache(maxsize=1)
 def _torch():
-    torch = _bench.import_torch()
+    torch = cases.import_torch()
     if torch is not None:
         torch.set_num_threads(THREADS)
     return torch
@@ -61,29 +62,29 @@ def implementations(kernel, torch_available):
     """Implementation ids for `kernel`, in table order."""
     impls = ["fastopt", "fastopt-1thread", "same-traffic", "numpy-course", "numpy-inplace"]
     if torch_available:
-        impls += [f"torch-{mode}" for _, mode in _bench.torch_variants(kernel)]
+        impls += [f"torch-{mode}" for _, mode in cases.torch_variants(kernel)]
     return impls
 
 
 @functools.lru_cache(maxsize=1)          # one case alive at a time: the tests run group by group
 def make_case(kernel, dtype, n):
-    return _bench.Case(kernel, n, np.dtype(dtype))
+    return cases.Case(kernel, n, np.dtype(dtype))
 
 
 def make_fn(case, impl):
     """The zero-argument callable that benchmarks `impl` on `case`."""
     if impl == "fastopt":
-        return _bench.fastopt_fn(case, THREADS)
+        return cases.fastopt_fn(case, THREADS)
     if impl == "fastopt-1thread":
-        return _bench.fastopt_fn(case, 1)
+        return cases.fastopt_fn(case, 1)
     if impl == "same-traffic":
-        return _bench.traffic_fn(case, THREADS)
+        return cases.traffic_fn(case, THREADS)
     if impl == "numpy-course":
-        return _bench.course_fn(case)
+        return cases.course_fn(case)
     if impl == "numpy-inplace":
-        return _bench.inplace_fn(case)
+        return cases.inplace_fn(case)
     if impl.startswith("torch-"):
-        return _bench.torch_fn(case, impl[len("torch-"):], _torch())
+        return cases.torch_fn(case, impl[len("torch-"):], _torch())
     raise ValueError(impl)
 
 
@@ -96,13 +97,13 @@ def pytest_generate_tests(metafunc):
         return
     opt = metafunc.config.getoption
     kernels = _csv(opt("--bench-kernels"))
-    bad = [k for k in kernels if k not in _bench.KERNELS]
+    bad = [k for k in kernels if k not in cases.KERNELS]
     if bad:
         raise pytest.UsageError(f"--bench-kernels: unknown {', '.join(bad)}")
     dtypes = _csv(opt("--bench-dtypes"))
     if any(d not in ("float32", "float64") for d in dtypes):
         raise pytest.UsageError("--bench-dtypes: float32 and/or float64")
-    sizes = _bench._parse_sizes(opt("--bench-sizes"))
+    sizes = parse_sizes(opt("--bench-sizes"))
     has_torch = _torch() is not None
     specs, ids = [], []
     for kernel in kernels:
@@ -110,7 +111,7 @@ def pytest_generate_tests(metafunc):
             for n in sizes:
                 for impl in implementations(kernel, has_torch):
                     specs.append((kernel, dtype, n, impl))
-                    ids.append(f"{kernel}-{dtype}-{_bench._size_label(n)}-{impl}")
+                    ids.append(f"{kernel}-{dtype}-{cases.size_label(n)}-{impl}")
     metafunc.parametrize("bench_spec", specs, ids=ids)
 
 
@@ -128,7 +129,7 @@ def bench_fn(bench_spec, bench_case):
 @pytest.fixture
 def bench_group(bench_spec):
     kernel, dtype, n, _ = bench_spec
-    return f"{kernel} {dtype} n={_bench._size_label(n)}"
+    return f"{kernel} {dtype} n={cases.size_label(n)}"
 
 
 @pytest.fixture(scope="session")

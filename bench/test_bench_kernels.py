@@ -13,7 +13,7 @@ once, as a smoke test.  Implementations: ``fastopt`` (default threads), ``fastop
 
 import numpy as np
 
-from fastopt import _bench
+from fastopt.bench import cases
 
 
 def test_kernel(benchmark, bench_spec, bench_group, bench_case, bench_fn):
@@ -28,5 +28,5 @@ def test_kernel(benchmark, bench_spec, bench_group, bench_case, bench_fn):
 
 def test_inplace_twins_match_reference():
     """The NumPy baselines compute what fastopt.reference computes (not a benchmark)."""
-    _bench.check_twins(np.float64)
-    _bench.check_twins(np.float32)
+    cases.check_twins(np.float64)
+    cases.check_twins(np.float32)

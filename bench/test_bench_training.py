@@ -1,5 +1,5 @@
 """pytest-benchmark suite of the training-loop API: the cases of ``python -m fastopt bench --suite
-training`` (``fastopt._bench``), one group per case so the implementations sit side by side.
+training`` (``fastopt.bench.cases``), one group per case so the implementations sit side by side.
 
     python -m pytest bench/test_bench_training.py --benchmark-enable -q
     python -m pytest bench/test_bench_training.py --benchmark-enable --bench-batch-sizes 256 \
@@ -31,7 +31,7 @@ import gc
 import numpy as np
 import pytest
 
-from fastopt import _bench
+from fastopt.bench import cases, timing
 from fastopt._config import get_num_threads
 
 THREADS = get_num_threads()
@@ -64,24 +64,24 @@ def _positive_ints(text, option):
 
 
 def pytest_generate_tests(metafunc):
-    has_torch = _bench.import_torch() is not None
+    has_torch = cases.import_torch() is not None
     names = metafunc.fixturenames
     if "adam_spec" in names:
-        specs = [(impl.id, t) for impl in _bench.adam_impls(has_torch)
-                 for t in _bench.thread_counts(impl, THREADS)]
+        specs = [(impl.id, t) for impl in cases.adam_impls(has_torch)
+                 for t in timing.thread_counts(impl, THREADS)]
         metafunc.parametrize("adam_spec", specs, ids=[f"{i}-{t}thr" for i, t in specs])
     if "clip_spec" in names:
-        specs = [(k, n, impl.id, t) for k, n in _bench.CLIP_LAYOUTS
-                 for impl in _bench.clip_impls(has_torch)
-                 for t in _bench.thread_counts(impl, THREADS)]
+        specs = [(k, n, impl.id, t) for k, n in cases.CLIP_LAYOUTS
+                 for impl in cases.clip_impls(has_torch)
+                 for t in timing.thread_counts(impl, THREADS)]
         metafunc.parametrize("clip_spec", specs, ids=[
-            f"{k}x{_bench._size_label(n)}-{i}-{t}thr" for k, n, i, t in specs])
+            f"{k}x{cases.size_label(n)}-{i}-{t}thr" for k, n, i, t in specs])
     if "epoch_spec" in names:
         batches = _positive_ints(metafunc.config.getoption("--bench-batch-sizes"),
                                  "--bench-batch-sizes")
         specs = [(axis, b, impl.id, t) for axis in (0, 1) for b in batches
-                 for impl in _bench.epoch_impls(axis)
-                 for t in _bench.thread_counts(impl, THREADS)]
+                 for impl in cases.epoch_impls(axis)
+                 for t in timing.thread_counts(impl, THREADS)]
         metafunc.parametrize("epoch_spec", specs, ids=[
             f"axis{a}-b{b}-{i}-{t}thr" for a, b, i, t in specs])
 
@@ -95,14 +95,14 @@ def rounds(pytestconfig):
 
 
 def _run_pinned(threads, torch, run):
-    with _bench.threads_restored(torch):
-        _bench.pin_threads(threads, torch)
+    with timing.threads_restored(torch):
+        timing.pin_threads(threads, torch)
         run()
 
 
 def test_adam_multi(benchmark, adam_spec, bench_torch):
     impl, t = adam_spec
-    case = _one_alive("adam", _bench.MultiAdamCase)
+    case = _one_alive("adam", cases.MultiAdamCase)
     benchmark.group = f"training adam {case.label} {case.dtype}, {t} thread(s)"
     benchmark.extra_info.update(case="adam", arrays=case.n_arrays, n=case.n, implementation=impl,
                                 threads=t, bytes_moved=case.nbytes(impl))
@@ -114,7 +114,7 @@ def test_adam_multi(benchmark, adam_spec, bench_torch):
 
 def test_clip(benchmark, clip_spec, bench_torch, rounds):
     k, n, impl, t = clip_spec
-    case = _one_alive(("clip", k, n), lambda: _bench.ClipCase(k, n))
+    case = _one_alive(("clip", k, n), lambda: cases.ClipCase(k, n))
     benchmark.group = f"training clip {case.label} {case.dtype}"
     benchmark.extra_info.update(case="clip", arrays=k, n=n, implementation=impl, threads=t,
                                 bytes_moved=case.nbytes(impl))
@@ -128,8 +128,8 @@ def test_clip(benchmark, clip_spec, bench_torch, rounds):
 
 def test_epoch(benchmark, epoch_spec, rounds):
     axis, b, impl, t = epoch_spec
-    data = _one_alive("epoch", _bench.EpochData)
-    case = _bench.EpochCase(data, axis, b)
+    data = _one_alive("epoch", cases.EpochData)
+    case = cases.EpochCase(data, axis, b)
     benchmark.group = f"training epoch axis={axis} {case.A.shape} b={b}"
     benchmark.extra_info.update(case="epoch", axis=axis, shape=list(case.A.shape), batch_size=b,
                                 implementation=impl, threads=t, bytes_moved=case.nbytes(impl))
@@ -139,4 +139,4 @@ def test_epoch(benchmark, epoch_spec, rounds):
 
 def test_training_baselines_match():
     """The NumPy baselines compute what fastopt does (not a benchmark)."""
-    _bench.check_training_baselines()
+    cases.check_training_baselines()

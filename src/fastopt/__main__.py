@@ -10,7 +10,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build and runtime configuration")
     bench = sub.add_parser("bench", help="benchmark the kernels against NumPy (and PyTorch)")
-    from ._bench import add_arguments as add_bench_arguments
+    from .bench import add_arguments as add_bench_arguments
     add_bench_arguments(bench)
     demo = sub.add_parser("demo", help="train small networks with every optimizer of the course "
                                        "and compare them (table and figure)")
@@ -22,8 +22,8 @@ def main(argv=None):
         show_config()
         return 0
     if args.command == "bench":
-        from ._bench import run
-        return run(args)
+        from .bench import run as run_bench
+        return run_bench(args)
     if args.command == "demo":
         from .demo.cli import run as run_demo
         return run_demo(args)

@@ -1,0 +1,339 @@
+"""The report: every line ``python -m fastopt bench`` prints about its measurements.
+
+The kernel tables (:data:`HEADER`, :func:`print_case`: medians, GB/s and the ratios between the
+rows), the training-loop tables (:func:`training_header`, :func:`print_training_case`), the
+``targets:`` lines (:func:`kernel_target_lines`, :func:`training_target_lines`) and the
+``--threshold`` table.  Nothing here measures: the functions take
+:class:`~fastopt.bench.timing.Candidate` lists that :mod:`fastopt.bench.cli` has timed.
+"""
+
+import math
+import os
+import sys
+
+import numpy as np
+
+from .cases import size_label
+from .timing import load_average
+
+# ------------------------------------------------------------------------------------------------
+# Numbers
+# ------------------------------------------------------------------------------------------------
+
+def _fmt_us(s):
+    return _fmt_value(s * 1e6)
+
+
+def _fmt_value(x):
+    if x < 10:
+        return f"{x:.3f}"
+    if x < 1000:
+        return f"{x:.1f}"
+    return f"{x:.0f}"
+
+
+def _fmt_ratio(x, suffix=""):
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}{suffix}" if x < 100 else f"{x:.0f}{suffix}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The kernel tables
+# ------------------------------------------------------------------------------------------------
+
+def print_settings(dtype, threads, repeat, torch, with_kernels):
+    """The line under the configuration: dtype, threads, samples, torch, CPUs, load."""
+    dtype_part = f"dtype {dtype}, " if with_kernels else ""
+    torch_part = f"{torch.__version__}, same thread counts" if torch else "not used"
+    print(f"{dtype_part}{threads} thread(s) (and 1), median of {repeat} round-robin samples; "
+          f"torch {torch_part}; {os.cpu_count()} CPUs, {load_average()}")
+
+
+def print_kernel_legend(serial_threshold):
+    print("GB/s: bytes the update must move ((reads + writes) x itemsize x n) / median time.  "
+          "of ref: same-traffic ref time / this time, same threads.\nvs course, vs in-place: "
+          "speed-up of this row over the NumPy rows.  fastopt x: this time / fastopt's time "
+          "at the same threads.  iqr: interquartile range of the samples / median.\nBelow "
+          f"the serial threshold ({serial_threshold} elements) fastopt and the ref run "
+          "on one thread whatever 'thr' says.")
+
+
+HEADER = (f"{'size':>6}  {'implementation':<22} {'thr':>3}  {'median µs':>10}  {'GB/s':>6}  "
+          f"{'of ref':>6}  {'vs course':>9}  {'vs in-place':>11}  {'fastopt x':>9}  {'iqr':>4}")
+
+
+def print_kernel_heading(info):
+    """The title of one kernel's table (a :class:`~fastopt.bench.cases.KernelInfo`) and HEADER."""
+    print(f"\n{info.name}: {info.reads} reads + {info.writes} writes per element "
+          f"(same-traffic ref: same_traffic_step({', '.join(info.arrays)}))")
+    print(HEADER)
+
+
+def _ratios(cands, c):
+    by = {(x.kind, x.threads): x.median for x in cands}
+    ref = by.get(("ref", c.threads))
+    fo = by.get(("fastopt", c.threads))
+    course = by.get(("course", 1))
+    inpl = by.get(("inplace", 1))
+    return {
+        "of_ref": ref / c.median if ref else None,
+        "vs_course": course / c.median if course else None,
+        "vs_inplace": inpl / c.median if inpl else None,
+        "fastopt_x": c.median / fo if fo else None,
+    }
+
+
+def print_case(case, cands):
+    """The rows of one (kernel, size) case: one per timed candidate."""
+    first = True
+    for c in cands:
+        r = _ratios(cands, c)
+        gbs = case.nbytes_moved / c.median / 1e9
+        size = size_label(case.n) if first else ""
+        first = False
+        print(f"{size:>6}  {c.label:<22} {c.threads:>3}  {_fmt_us(c.median):>10}  {gbs:>6.1f}  "
+              f"{_fmt_ratio(r['of_ref']):>6}  {_fmt_ratio(r['vs_course'], 'x'):>9}  "
+              f"{_fmt_ratio(r['vs_inplace'], 'x'):>11}  {_fmt_ratio(r['fastopt_x'], 'x'):>9}  "
+              f"{min(c.spread, 9.99) * 100:>3.0f}%")
+    sys.stdout.flush()
+
+
+def print_overhead(repeat, t_adam, t_add, t_empty):
+    print(f"\nper-call overhead (1-element float32, median of {repeat}): adam_step "
+          f"{t_adam * 1e9:.0f} ns, np.add(a, b, out=a) {t_add * 1e9:.0f} ns "
+          f"(ratio {t_adam / t_add:.2f}; a Python call of an empty lambda: "
+          f"{t_empty * 1e9:.0f} ns)")
+
+
+def _get(results, kernel, n, kind, threads, label=None):
+    for c in results.get((kernel, n), ()):
+        if c.kind == kind and c.threads == threads and (label is None or c.label == label):
+            return c.median
+    return None
+
+
+def kernel_target_lines(results, threads, dtype, overhead_ratio):
+    """The kernel targets, from {(kernel, n): [Candidate]}: one ``[ok]``/``[MISS]`` line each."""
+    lines = []
+
+    def line(ok, text):
+        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}")
+
+    if dtype != np.float32:
+        lines.append("  (the kernel targets are stated for float32; run with --dtype float32)")
+    else:
+        n = 1 << 24
+        for k in ("adam", "rmsprop", "momentum", "ewa"):
+            for t in sorted({1, threads}):
+                fo, ref = _get(results, k, n, "fastopt", t), _get(results, k, n, "ref", t)
+                if fo and ref:
+                    line(ref / fo >= 0.95, f"{k} 2^24, {t} thread(s): {ref / fo:.2f} of the "
+                                           f"same-traffic ref (target >= 0.95)")
+        n = 1 << 14
+        fo = _get(results, "adam", n, "fastopt", 1)
+        tf = _get(results, "adam", n, "torch", 1, "torch Adam fused")
+        if fo and tf:
+            line(tf / fo >= 4, f"adam 2^14, 1 thread: {tf / fo:.1f}x faster than "
+                               f"torch.optim.Adam(fused=True) (target >= 4x)")
+        n = 1 << 20
+        for t in sorted({threads, 1}, reverse=True):
+            fo = _get(results, "adam", n, "fastopt", t)
+            co, ip = _get(results, "adam", n, "course", 1), _get(results, "adam", n, "inplace", 1)
+            if fo and co and ip:
+                line(co / fo >= 8, f"adam 2^20, {t} thread(s): {co / fo:.1f}x faster than course "
+                                   f"NumPy (target >= 8x)")
+                line(ip / fo >= 5, f"adam 2^20, {t} thread(s): {ip / fo:.1f}x faster than "
+                                   f"in-place NumPy (target >= 5x)")
+    line(overhead_ratio <= 1.0, f"adam_step on 1 element costs {overhead_ratio:.2f} x one "
+                                f"np.add(a, b, out=a) (target <= 1)")
+    return lines
+
+
+def print_targets(lines, seconds):
+    print("\ntargets:")
+    print("\n".join(lines))
+    print(f"\n(benchmark time {seconds:.1f} s, {load_average()})")
+
+
+# ------------------------------------------------------------------------------------------------
+# The training-loop tables
+# ------------------------------------------------------------------------------------------------
+
+def print_training_legend(threads):
+    print(f"\ntraining loop: float32, {threads} thread(s) (and 1), pinned before every sample "
+          f"with fastopt.set_num_threads (and torch.set_num_threads), restored afterwards.\n"
+          f"x ref: this time / the reference's time (same threads, else the reference's only "
+          f"count).  fastopt x: this time / the first fastopt row's time, same threads.\n"
+          f"GB/s: bytes the call must move / median time.  iqr: interquartile range of the "
+          f"samples / median.  The NumPy rows run on NumPy's own threads (thr 1).")
+
+
+def training_header(unit):
+    return (f"{'case':>9}  {'implementation':<30} {'thr':>3}  {'median ' + unit:>10}  "
+            f"{'GB/s':>6}  {'x ref':>6}  {'fastopt x':>9}  {'iqr':>4}")
+
+
+def print_adam_heading(case, repeat):
+    print(f"\nadam: one step over {case.n_arrays} arrays of {case.n} float32 "
+          f"({case.n_total:,} elements; {case.nbytes(None) / 1e6:.1f} MB moved); "
+          f"ref: one flat adam_step over the same total; median of {repeat}")
+    print(training_header("µs"))
+
+
+def print_clip_heading(n_total, repeat):
+    print(f"\nclip: clip_grad_norm on {size_label(n_total)} float32, every timed call clipping "
+          f"(2 passes: norm, then scale in place); global_norm: the norm pass alone; ref: "
+          f"scale_multi(arrays, 1.0), one 1-read/1-write pass over the same arrays; "
+          f"median of {repeat}")
+    print(training_header("ms"))
+
+
+def print_clip_missed(missed):
+    print(f"  warning: {missed} timed clipping call(s) found nothing to clip")
+
+
+def print_epoch_heading(A, axis, repeat):
+    print(f"\nepoch: one shuffled epoch of MiniBatches(A, axis={axis}), A float32 "
+          f"{A.shape} ({A.nbytes / 1e6:.0f} MB), every batch dropped; ref: one "
+          f"A.copy(); median of {repeat}")
+    print(training_header("ms"))
+
+
+def print_epoch_serial_note(serial, row_bytes, cutoff):
+    print(f"  (batches of {', '.join(map(str, serial))} rows x {row_bytes} B "
+          f"are below gather_rows' serial cut-off, {cutoff} B a batch: their "
+          f"MiniBatches rows run on one thread whatever 'thr' says)")
+
+
+def _training_ratios(cands, c):
+    """(this / ref, this / fastopt), each at the same thread count, else at the other one."""
+    by = {(x.kind, x.threads): x.median for x in cands}
+
+    def at(kind):
+        if (kind, c.threads) in by:
+            return by[(kind, c.threads)]
+        return next((v for (k, _), v in by.items() if k == kind), None)
+    ref, fo = at("ref"), at("fastopt")
+    return (c.median / ref if ref else None), (c.median / fo if fo else None)
+
+
+def print_training_case(case, cands, unit):
+    """The rows of one training-loop case; `unit` 'µs' or 'ms'."""
+    scale = 1e3 if unit == "ms" else 1e6
+    first = True
+    for c in cands:
+        x_ref, x_fo = _training_ratios(cands, c)
+        label = case.label if first else ""
+        first = False
+        print(f"{label:>9}  {c.label:<30} {c.threads:>3}  {_fmt_value(c.median * scale):>10}  "
+              f"{c.nbytes / c.median / 1e9:>6.1f}  {_fmt_ratio(x_ref):>6}  "
+              f"{_fmt_ratio(x_fo, 'x'):>9}  {min(c.spread, 9.99) * 100:>3.0f}%")
+    sys.stdout.flush()
+
+
+NOISY_IQR = 0.3          # a target line whose rows' iqr exceeds this says so
+
+
+def _tcand(results, key, kind, threads):
+    for c in results.get(key, ()):
+        if c.kind == kind and c.threads == threads:
+            return c
+    return None
+
+
+def training_target_lines(results, threads):
+    """The training-loop targets, from run_training's {key: [Candidate]}: the keys are
+    ("adam", label, elements in all), ("clip", label) and ("epoch", axis, batch size)."""
+    lines = []
+
+    def line(ok, text, *cands):
+        noisy = [f"{min(c.spread, 9.99) * 100:.0f}% on {c.label} ({c.threads} thr)"
+                 for c in cands if c.spread > NOISY_IQR]
+        note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
+        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}{note}")
+
+    def info(text):
+        lines.append(f"  [info] {text}")
+
+    ts = sorted({threads, 1}, reverse=True)
+    for key in [k for k in results if k[0] == "adam"]:
+        for t in ts:
+            fo, ref = _tcand(results, key, "fastopt", t), _tcand(results, key, "ref", t)
+            tf = _tcand(results, key, "torch-fused", t)
+            what = f"Adam.step {key[1]} float32, {t} thread(s)"
+            if fo and ref:
+                r = fo.median / ref.median
+                line(r <= 1.3, f"{what}: {r:.2f}x one flat adam_step over "
+                               f"{key[2]:,} elements (target <= 1.3x)", fo, ref)
+            if fo and tf:
+                r = tf.median / fo.median
+                line(r >= 5, f"{what}: {r:.1f}x faster than torch.optim.Adam(fused=True) on the "
+                             f"same tensors (target >= 5x)", fo, tf)
+    for key in [k for k in results if k[0] == "clip"]:
+        for t in ts:
+            fo, ref = _tcand(results, key, "fastopt", t), _tcand(results, key, "ref", t)
+            norm = _tcand(results, key, "norm", t)
+            what = f"clip_grad_norm {key[1]} float32, {t} thread(s)"
+            if fo and ref:
+                r = fo.median / ref.median
+                line(r <= 1.2, f"{what}: {r:.2f}x the same-traffic 1-read/1-write pass "
+                               f"(target <= 1.2x)", fo, ref)
+            if fo and norm and ref:
+                info(f"global_norm {key[1]}, {t} thread(s): {norm.median / ref.median:.2f}x "
+                     f"that pass; clipping = {fo.median / (norm.median + ref.median):.2f}x "
+                     f"(norm pass + that pass)")
+    for key in [k for k in results if k[0] == "epoch"]:
+        _, axis, b = key
+        goal = 2 if axis == 0 else 4
+        nump = _tcand(results, key, "numpy", 1)
+        for t in ts:
+            fo = _tcand(results, key, "fastopt", t)
+            if fo and nump:
+                r = nump.median / fo.median
+                line(r >= goal, f"epoch axis={axis}, batch {b}, {t} thread(s): {r:.1f}x faster "
+                                f"than NumPy fancy indexing (target >= {goal}x)", fo, nump)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# --threshold
+# ------------------------------------------------------------------------------------------------
+
+def print_threshold_intro(old, dtype, threads, repeat):
+    print(f"serial threshold set to 0 for the measurement (was {old}); dtype {dtype}; "
+          f"1 vs {threads} threads; median of {repeat} round-robin samples; {load_average()}")
+
+
+def print_threshold_heading(kernel, threads):
+    print(f"\n{kernel}")
+    head = f"{threads} thr µs"
+    print(f"{'n':>8}  {'1 thr µs':>9}  {head:>9}  {'1/' + str(threads):>6}")
+
+
+def print_threshold_row(n, t1, t2):
+    mark = "  <- wins" if t2 < t1 else ""
+    print(f"{n:>8}  {t1 * 1e6:>9.2f}  {t2 * 1e6:>9.2f}  {t1 / t2:>6.2f}{mark}")
+    sys.stdout.flush()
+
+
+def print_crossover(cross, sizes, threads, dtype):
+    if cross is None:
+        print(f"crossover: {threads} threads do not win up to {sizes[-1]}")
+    elif cross == sizes[0]:
+        print(f"crossover: <= {cross} ({threads} threads win at every size measured)")
+    else:
+        print(f"crossover: {cross} elements ({cross * dtype.itemsize // 1024} KiB per "
+              f"array)")
+
+
+def print_threshold_summary(found, sizes, old):
+    known = [c for c in found.values() if c is not None]
+    print()
+    for k, c in found.items():
+        print(f"  {k:<9} crossover {c if c is not None else '> ' + str(sizes[-1])}")
+    if known and len(known) == len(found):
+        print(f"suggested serial threshold (largest crossover, so no kernel loses with threads): "
+              f"{max(known)} elements; current: {old}")
+    else:
+        print(f"no crossover for every kernel in range; current serial threshold: {old}")
