@@ -110,3 +110,266 @@ def debias(avg, *, beta, step, out=None):
     if avg.dtype.kind in "biu":
         avg = avg.astype(np.float64)
     return np.divide(avg, avg.dtype.type(1 - beta ** step), out=out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Storage types and rounding: bit-exact twins.
+#
+# The functions above state the formulas the obvious way (and agree with the kernels to rounding
+# error).  The ones below reproduce the kernels BIT FOR BIT, for every storage type: they load
+# each array into float32 (float64 for float64), apply the formula in the kernels' operation
+# order (``_rules.pxi``) with the scalars computed in float64 and rounded once, and store each
+# written 16-bit array rounded to nearest even or stochastically with the same random bits
+# (a counter-based hash of (seed, step, operand slot, element index)).
+# ------------------------------------------------------------------------------------------------
+
+def _mix32(x):
+    """Wellons' lowbias32 on uint32 arrays (or scalars): the kernels' fo_mix32."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        x = x ^ (x >> np.uint32(16))
+    return x
+
+
+def slot_key(seed, step, slot):
+    """The stochastic-rounding key of operand slot `slot` (0: param, 1: grad, 2..: state in the
+    registry's order) for `seed` in [0, 2**64) and `step` >= 1."""
+    m = 0xFFFFFFFF
+    k = _mix32((seed & m) ^ 0x9E3779B9)
+    k = _mix32(k ^ np.uint32((seed >> 32) & m))
+    k = _mix32(k ^ np.uint32(step & m))
+    k = _mix32(k ^ np.uint32((step >> 32) & m))
+    return int(_mix32(k ^ np.uint32(((slot + 1) * 0x85EBCA6B) & m)))
+
+
+def random_bits(seed, step, slot, n, start=0):
+    """The 32 random bits of elements start .. start+n-1 of operand `slot`: element i gets
+    mix32(lo32(i) ^ mix32(key ^ hi32(i)))."""
+    i = np.arange(start, start + n, dtype=np.uint64)
+    key = np.uint32(slot_key(seed, step, slot))
+    hi = (i >> np.uint64(32)).astype(np.uint32)
+    lo = (i & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return _mix32(lo ^ _mix32(key ^ hi))
+
+
+def _bf16():
+    import ml_dtypes
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def round_nearest(x, dtype):
+    """float32 array -> `dtype` (float16 or bfloat16), round to nearest even; NaN stays NaN
+    (quieted, sign and top payload bits kept), overflow gives Inf."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        out = x.astype(np.float16).view(np.uint16)
+        out = np.where(nan, ((u >> np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7E00)
+                       | ((u >> np.uint32(13)) & np.uint32(0x3FF)), out).astype(np.uint16)
+        return out.view(np.float16)
+    if dtype == _bf16():
+        with np.errstate(over="ignore"):
+            r = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        r = np.where(nan, (u >> np.uint32(16)) | np.uint32(0x40), r).astype(np.uint16)
+        return r.view(dtype)
+    raise TypeError(f"round_nearest rounds to float16 or bfloat16, not {dtype}")
+
+
+def round_stochastic(x, dtype, bits):
+    """float32 array -> `dtype` (float16 or bfloat16), rounding away from zero with probability
+    (the dropped part) / (the spacing), using the uint32 random `bits` (one per element)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bits = np.asarray(bits, dtype=np.uint32)
+    u = x.view(np.uint32)
+    a = u & np.uint32(0x7FFFFFFF)
+    dtype = np.dtype(dtype)
+    if dtype == _bf16():
+        nan = a > np.uint32(0x7F800000)
+        with np.errstate(over="ignore"):
+            r = (u + (bits & np.uint32(0xFFFF))) >> np.uint32(16)
+        r = np.where(nan, (u >> np.uint32(16)) | np.uint32(0x40), r).astype(np.uint16)
+        return r.view(dtype)
+    if dtype != np.float16:
+        raise TypeError(f"round_stochastic rounds to float16 or bfloat16, not {dtype}")
+    e = (a >> np.uint32(23)).astype(np.int64)
+    d = np.where(e >= 113, 13, 126 - e)
+    special = a >= np.uint32(0x7F800000)
+    tiny = ~special & ((e == 0) | (d >= 24))
+    mid = ~special & ~tiny
+    out = round_nearest(x, np.float16).view(np.uint16).copy()
+    # |x| < 2^-24: zero or the smallest subnormal, up with probability |x| / 2^-24
+    p = a.view(np.float32) * np.float32(2.0 ** 48)
+    up = (bits >> np.uint32(8)).astype(np.float32) < p
+    sign16 = ((u >> np.uint32(16)) & np.uint32(0x8000)).astype(np.uint16)
+    out[tiny] = (sign16 | up.astype(np.uint16))[tiny]
+    dm = np.where(mid, d, 0).astype(np.uint32)
+    mask = (np.uint32(1) << dm) - np.uint32(1)
+    with np.errstate(over="ignore"):
+        t = (u + (bits & mask)) & ~mask
+    out[mid] = round_nearest(t.view(np.float32), np.float16).view(np.uint16)[mid]
+    return out.view(np.float16)
+
+
+def _load(a):
+    return a.astype(np.float64 if a.dtype == np.float64 else np.float32)
+
+
+def _store(dst, x, rounding, bits):
+    if dst.dtype in (np.float32, np.float64):
+        dst[...] = x
+    elif rounding == "stochastic":
+        dst[...] = round_stochastic(x.ravel(), dst.dtype, bits).reshape(dst.shape)
+    else:
+        dst[...] = round_nearest(x.ravel(), dst.dtype).reshape(dst.shape)
+
+
+def _exact_sgd(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    w["param"] = w["param"] - c("lr") * g
+
+
+def _exact_momentum(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    vi = c("b1") * w["velocity"] + c("damp1") * g
+    w["velocity"] = vi
+    if o["nesterov"]:
+        vi = g + c("b1") * vi
+    w["param"] = w["param"] - c("lr") * vi
+
+
+def _exact_rmsprop(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    si = c("b1") * w["sq_avg"] + c("omb1") * (g * g)
+    w["sq_avg"] = si
+    if o["centered"]:
+        ai = w["grad_avg"] + c("omb1") * (g - w["grad_avg"])
+        w["grad_avg"] = ai
+        si = si - ai * ai
+    u = g / (np.sqrt(si + c("eps_in")) + c("eps_out"))
+    if o["momentum"]:
+        u = c("mom") * w["momentum_buf"] + u
+        w["momentum_buf"] = u
+    w["param"] = w["param"] - c("lr") * u
+
+
+def _exact_adam(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    mi = c("b1") * w["m"] + c("omb1") * g
+    vi = c("b2") * w["v"] + c("omb2") * (g * g)
+    w["m"], w["v"] = mi, vi
+    if o["amsgrad"]:
+        vm = w["v_max"]
+        vm = np.where((vi > vm) | (vi != vi), vi, vm)
+        w["v_max"] = vm
+        vi = vm
+    w["param"] = (w["param"] * c("decay")
+                  - c("step_size") * (mi / (np.sqrt(vi * c("c2") + c("eps_in")) + c("eps_out"))))
+
+
+def _exact_ewa(w, x, c, o):
+    w["avg"] = c("b1") * w["avg"] + c("omb1") * x
+
+
+_EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsprop,
+          "adam": _exact_adam, "ewa": _exact_ewa}
+
+
+def _scalars(rule, h):
+    """The kernels' Hyper fields (float64) from the keyword arguments of `rule`."""
+    lr = float(h.get("lr", 1e-3))
+    wd = float(h.get("weight_decay", 0.0))
+    s = {"lr": lr, "wd": wd, "decay": 1.0, "eps_in": 0.0, "eps_out": 0.0, "mom": 0.0,
+         "damp1": 1.0, "b1": 0.0, "omb1": 1.0, "b2": 0.0, "omb2": 1.0, "c2": 1.0,
+         "step_size": 0.0}
+    opts = {"l2": wd != 0}
+    if rule == "momentum":
+        s["b1"] = float(h.get("beta", 0.9))
+        damp = h.get("dampening")
+        s["damp1"] = 1.0 - (s["b1"] if damp is None else float(damp))
+        opts["nesterov"] = bool(h.get("nesterov", False))
+    elif rule == "rmsprop":
+        s["b1"] = float(h.get("beta", 0.9))
+        s["omb1"] = 1.0 - s["b1"]
+        s["eps_in" if h.get("eps_inside_sqrt") else "eps_out"] = float(h.get("eps", 1e-8))
+        s["mom"] = float(h.get("momentum", 0.0))
+        opts["centered"] = bool(h.get("centered", False))
+        opts["momentum"] = s["mom"] > 0
+    elif rule == "adam":
+        t = h["step"]
+        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.999))
+        s["omb1"], s["omb2"] = 1.0 - s["b1"], 1.0 - s["b2"]
+        s["step_size"] = lr / (1.0 - s["b1"] ** t)
+        s["c2"] = 1.0 / (1.0 - s["b2"] ** t)
+        s["eps_in" if h.get("eps_inside_sqrt") else "eps_out"] = float(h.get("eps", 1e-8))
+        if h.get("decoupled_weight_decay"):
+            s["decay"] = 1.0 - lr * wd
+            s["wd"] = 0.0
+            opts["l2"] = False
+        opts["amsgrad"] = bool(h.get("amsgrad", False))
+    elif rule == "ewa":
+        s["b1"] = float(h["beta"])
+        s["omb1"] = 1.0 - s["b1"]
+        opts = {}
+    return s, opts
+
+
+def step_exact(rule, arrays, *, master=None, compensation=None, rounding="nearest", seed=0,
+               grad_scale=1.0, maximize=False, start=0, **hyper):
+    """The bit-exact twin of one kernel call on any storage types, in place.
+
+    `rule` is a registry name ("sgd", "momentum", "rmsprop", "adam", "ewa"); `arrays` maps the
+    rule's operand names to arrays (param/avg, grad/value, state); `hyper` holds the kernel's
+    keyword arguments (``step`` included when the rule or stochastic rounding needs it).
+    `start` is the element index of the first element (for the multi-array calls, whose index
+    runs over the arrays concatenated).  Returns None.
+    """
+    from . import _registry
+    r = _registry.BY_NAME[rule]
+    names = [op.name for op in r.operands]
+    lead, inp = names[0], names[1]
+    f64 = arrays[lead].dtype == np.float64
+    ct = np.float64 if f64 else np.float32
+    s, opts = _scalars(rule, hyper)
+
+    def c(name):
+        return ct(s[name])
+
+    w = {n: _load(arrays[n]) for n in names if n != inp and arrays.get(n) is not None}
+    if master is not None:
+        w[lead] = master.astype(np.float32)
+    elif compensation is not None:
+        w[lead] = w[lead] + _load(compensation)
+    x = _load(arrays[inp])
+    if r.scaled:
+        x = ct((-1.0 if maximize else 1.0) * grad_scale) * x
+    _EXACT[rule](w, x, c, opts)
+    n = arrays[lead].size
+    step = hyper.get("step")
+
+    def bits(slot):
+        return None if rounding != "stochastic" else random_bits(seed, step, slot, n, start)
+
+    for slot, name in enumerate(names):
+        if name == inp or arrays.get(name) is None:
+            continue
+        if slot == 0 and master is not None:
+            master[...] = w[lead]
+            _store(arrays[lead], w[lead], rounding, bits(0))
+        elif slot == 0 and compensation is not None:
+            p = round_nearest(w[lead].ravel(), arrays[lead].dtype)
+            arrays[lead][...] = p.reshape(arrays[lead].shape)
+            resid = w[lead].ravel() - p.astype(np.float32)
+            compensation[...] = round_nearest(resid, compensation.dtype).reshape(
+                compensation.shape)
+        else:
+            _store(arrays[name], w[name], rounding, bits(slot))
