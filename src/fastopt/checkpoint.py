@@ -29,6 +29,7 @@ import zipfile
 import numpy as np
 from numpy.lib import format as _npformat
 
+from ._dispatch import kernels as _k
 from .optimizers import Optimizer
 
 __all__ = ["save_state", "load_state"]
@@ -225,6 +226,14 @@ def _check_members(zf, spec, opt):
                    f"parameters and slots: " + "; ".join(parts))
 
 
+def _is_raw_twin(dtype, want):
+    """NumPy's .npy format writes a bfloat16 (ml_dtypes) array with the header dtype '|V2' (raw
+    2-byte items): accept exactly that for a bfloat16 state array, and read its bytes as
+    bfloat16 (bitwise, no pickle)."""
+    return (_k.BFLOAT16 is not None and want == _k.BFLOAT16 and dtype.kind == "V"
+            and dtype.itemsize == 2 and dtype.fields is None and dtype.subdtype is None)
+
+
 def _check_header(name, kind, detail, shape, fortran, dtype):
     """Raise _Bad unless a member's header is what `kind` allows; return the expected
     (shape, dtype) to read."""
@@ -235,6 +244,8 @@ def _check_header(name, kind, detail, shape, fortran, dtype):
     got = f"shape {shape} and dtype {dtype}"
     if kind == "state":
         want = detail
+        if _is_raw_twin(dtype, want.dtype):
+            dtype = want.dtype
         if shape != want.shape or dtype != want.dtype:
             raise _Bad(f"entry {name!r} has {got}, expected shape {want.shape} and dtype "
                        f"{want.dtype}")

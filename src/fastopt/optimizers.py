@@ -19,11 +19,15 @@ Typical loop (the course's layout: ``parameters["W1"]``, gradients ``grads["dW1"
         opt.end_epoch()
 """
 
+import math
 import threading
 import weakref
 
+import numpy as np
+
 from ._dispatch import kernels as _k
 from ._params import ParamSet, aligned_zeros
+from ._registry import BY_NAME, state_operands
 from .schedules import as_schedule
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW"]
@@ -34,9 +38,22 @@ STATE_FORMAT_VERSION = 1
 class Optimizer:
     """Base class: parameters, state arrays, counters, learning rate, state save/resume.
 
-    Subclasses define ``_slots()`` (the names of the per-parameter state arrays in use),
-    ``_OPERANDS`` (the state names in the kernel's operand order) and ``_update(grads, lr, step)``
-    (one multi-array kernel call on ``self._plan``).
+    Subclasses define ``_RULE`` (the registry rule they step), ``_slots()`` (the names of the
+    per-parameter state arrays in use), ``_OPERANDS`` (the state names in the kernel's operand
+    order, by default the registry's) and ``_update(grads, lr, step, **kw)`` (one multi-array
+    kernel call on ``self._plan``).
+
+    Storage types and accuracy (keyword arguments of every optimizer class):
+
+    * ``state_dtype``: the dtype of the state arrays (None: float32 for float16/bfloat16
+      parameters, else the parameter's dtype; or "float32", "bfloat16", ...).  bfloat16 state
+      halves the state traffic.
+    * ``master_weights=True`` (16-bit parameters): a float32 master copy of each parameter is
+      updated and the parameter receives it rounded, in the same pass (``state[name]["master"]``).
+    * ``kahan=True`` (16-bit parameters): a compensation buffer of the parameter's dtype keeps
+      what rounding the parameter lost (``state[name]["compensation"]``).
+    * ``rounding="stochastic"`` with ``seed``: 16-bit outputs are rounded stochastically, with
+      random bits from (seed, step, element index): reproducible for every thread count.
 
     Attributes
     ----------
@@ -48,24 +65,39 @@ class Optimizer:
     hyper : dict, the validated hyperparameters (lr excluded).
     """
 
-    def __init__(self, params, lr, **hyper):
+    def __init__(self, params, lr, *, state_dtype=None, master_weights=False, kahan=False,
+                 rounding="nearest", seed=0, **hyper):
         self._params = ParamSet(params)
         self._schedule = as_schedule(lr)
         self.hyper = self._validate(**hyper)
+        self.precision = _precision(self._params, state_dtype, master_weights, kahan, rounding,
+                                    seed)
         self._lock = threading.Lock()
         self._released_by = None
         self.epoch = 0
         self.skipped_steps = 0
-        self.state = {k: {slot: aligned_zeros(p.shape, p.dtype) for slot in self._slots()}
-                      for k, p in zip(self._params.keys, self._params.arrays)}
+        self.last_grad_norm = None
+        self.state = {}
+        for k, p in zip(self._params.keys, self._params.arrays):
+            sdt = self.precision["state_dtype"] or (
+                np.float32 if p.dtype.itemsize == 2 else p.dtype)
+            slots = {slot: aligned_zeros(p.shape, sdt) for slot in self._slots()}
+            if master_weights:
+                slots["master"] = aligned_zeros(p.shape, np.float32)
+                slots["master"][...] = p
+            if kahan:
+                slots["compensation"] = aligned_zeros(p.shape, p.dtype)
+            self.state[k] = slots
+        extra = (("master",) if master_weights else ()) + (("compensation",) if kahan else ())
         self._state_lists = {slot: [self.state[k][slot] for k in self._params.keys]
-                             for slot in self._slots()}
+                             for slot in self._slots() + extra}
         # The arrays never change for the optimizer's life: check them (and that none overlap)
         # once, here; each step then only checks the gradients.
-        operands = self._OPERANDS + ("",) * (3 - len(self._OPERANDS))
-        self._plan = _k.Plan(self._params.arrays, ("param", "grad") + operands,
+        self._plan = _k.Plan(self._params.arrays, ("param", "grad") + self._OPERANDS,
                              tuple(self._state_lists.get(name) for name in self._OPERANDS),
-                             labels=self._params.keys)
+                             labels=self._params.keys,
+                             masters=self._state_lists.get("master"),
+                             compensations=self._state_lists.get("compensation"))
         _claim(self)
 
     @property
@@ -87,7 +119,7 @@ class Optimizer:
 
     _OPERANDS = ()
 
-    def _update(self, grads, lr, step):
+    def _update(self, grads, lr, step, **kw):
         raise NotImplementedError
 
     # -- public API -----------------------------------------------------------------------------
@@ -103,16 +135,26 @@ class Optimizer:
         """The parameters, as given (dict or list); the arrays are the caller's own."""
         return self._params.like(self._params.arrays)
 
-    def step(self, grads, *, skip_if_nonfinite=False):
+    def step(self, grads, *, skip_if_nonfinite=False, grad_scale=None, max_norm=None,
+             clip_eps=1e-6):
         """Apply one update to every parameter, in place, in one native call.
 
         Parameters
         ----------
         grads : dict with the parameters' keys or the course's ("dW1" for "W1"), or a list in
-            parameter order.  Each gradient matches its parameter's shape and dtype; gradients may
-            be read-only.
+            parameter order.  Each gradient matches its parameter's shape, with the parameter's
+            dtype (or float32 for a 16-bit parameter); gradients may be read-only.
         skip_if_nonfinite : bool, when true a step whose gradients hold NaN or Inf changes nothing
             (parameters, state, step_count) and returns False; the check is one fused read pass.
+        grad_scale : float >= 0 or None, multiplies every gradient first, in the step's pass
+            (loss-scale unscaling: 1/S).
+        max_norm : float >= 0 or None, clip the gradients' global L2 norm to `max_norm`, fused:
+            one read pass computes the norm (and the finiteness for `skip_if_nonfinite`), and the
+            step applies ``max_norm / (norm + clip_eps)`` through `grad_scale` when the norm
+            exceeds `max_norm`.  Equals ``fastopt.clip_grad_norm(grads, max_norm)`` then
+            ``step``, without writing the gradients.  The norm (of the gradients times
+            `grad_scale`) is kept as ``last_grad_norm``.
+        clip_eps : float >= 0, added to the norm in the clipping factor.
 
         Returns
         -------
@@ -139,11 +181,25 @@ class Optimizer:
                     f"stepping one array would update it twice; step the newer one")
             self._params.check_same()
             g = self._params.grads_list(grads)
-            if skip and not _k.all_finite_multi(g, labels=self._params.keys):
+            scale = 1.0 if grad_scale is None else _k.check_nonneg(grad_scale, "grad_scale")
+            if max_norm is not None:
+                max_norm = _k.check_nonneg(max_norm, "max_norm")
+                clip_eps = _k.check_nonneg(clip_eps, "clip_eps")
+                sumsq, finite = _k.norm_and_finite_multi(g, labels=self._params.keys)
+                norm = math.sqrt(sumsq) * scale
+                self.last_grad_norm = norm
+                if skip and not finite:
+                    self.skipped_steps += 1
+                    return False
+                if math.isfinite(norm) and norm > max_norm:
+                    scale = scale * (max_norm / (norm + clip_eps))
+            elif skip and not _k.all_finite_multi(g, labels=self._params.keys):
                 self.skipped_steps += 1
                 return False
             # the native call increments step_count together with the update
-            self._update(g, self.lr, self.step_count + 1)
+            pr = self.precision
+            self._update(g, self.lr, self.step_count + 1, grad_scale=scale,
+                         rounding=pr["rounding"], seed=pr["seed"])
             return True
         finally:
             lock.release()
@@ -269,19 +325,67 @@ def _validate_state(opt, state):
     st = state["state"]
     if not isinstance(st, dict) or set(st) != set(keys):
         fail("state entries do not match the parameter names")
-    for k, p in zip(keys, opt._params.arrays):
+    for k, key, p in zip(keys, opt._params.keys, opt._params.arrays):
         slots = st[k]
-        if not isinstance(slots, dict) or set(slots) != set(opt._slots()):
+        own = opt.state[key]
+        if not isinstance(slots, dict) or set(slots) != set(own):
             fail(f"state[{k!r}] has slots {sorted(slots) if isinstance(slots, dict) else slots!r}"
-                 f", expected {sorted(opt._slots())}")
+                 f", expected {sorted(own)}")
         for slot, a in slots.items():
+            want = own[slot].dtype
             if (not isinstance(a, np.ndarray) or a.dtype.hasobject or a.shape != p.shape
-                    or a.dtype != p.dtype):
+                    or a.dtype != want):
                 fail(f"state[{k!r}][{slot!r}] has shape {getattr(a, 'shape', None)} and dtype "
-                     f"{getattr(a, 'dtype', None)}, expected {p.shape} and {p.dtype}")
+                     f"{getattr(a, 'dtype', None)}, expected {p.shape} and {want}")
 
 
 _bool = _k.check_bool
+
+
+def _as_dtype(x, name):
+    if x is None:
+        return None
+    if isinstance(x, str) and x == "bfloat16":
+        if _k.BFLOAT16 is None:
+            raise TypeError(f"{name}='bfloat16' needs the ml_dtypes package")
+        return _k.BFLOAT16
+    try:
+        dt = np.dtype(x)
+    except TypeError:
+        raise TypeError(f"{name} must be a dtype (float32, float16, bfloat16, float64) or None, "
+                        f"got {x!r}") from None
+    ok = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)}
+    if _k.BFLOAT16 is not None:
+        ok.add(_k.BFLOAT16)
+    if dt not in ok:
+        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {dt}")
+    return dt
+
+
+def _precision(params, state_dtype, master_weights, kahan, rounding, seed):
+    """Validate the storage and accuracy options of an optimizer (see Optimizer)."""
+    master_weights = _bool(master_weights, "master_weights")
+    kahan = _bool(kahan, "kahan")
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be 'nearest' or 'stochastic', got "
+                        f"{type(rounding).__name__}")
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    seed = _k.check_int(seed, "seed", 0, 2 ** 64)
+    if master_weights and kahan:
+        raise ValueError("master_weights=True and kahan=True are alternatives: pick one")
+    if kahan and rounding == "stochastic":
+        raise ValueError("kahan=True needs rounding='nearest' (the compensation keeps what "
+                         "nearest rounding lost)")
+    if master_weights or kahan:
+        for key, p in zip(params.keys, params.arrays):
+            if p.dtype.itemsize != 2:
+                what = "master_weights=True" if master_weights else "kahan=True"
+                raise ValueError(f"{what} is for float16/bfloat16 parameters, but param[{key!r}] "
+                                 f"has dtype {p.dtype}")
+    return {"state_dtype": _as_dtype(state_dtype, "state_dtype"),
+            "master_weights": master_weights, "kahan": kahan, "rounding": rounding,
+            "seed": seed}
 
 # Live optimizers, to find two that write one array (see _claim).
 _LIVE = weakref.WeakSet()
@@ -338,9 +442,9 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr, *, momentum=0.0, dampening=0.0, nesterov=False,
-                 weight_decay=0.0, maximize=False):
+                 weight_decay=0.0, maximize=False, **precision):
         super().__init__(params, lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                         weight_decay=weight_decay, maximize=maximize)
+                         weight_decay=weight_decay, maximize=maximize, **precision)
 
     def _validate(self, momentum, dampening, nesterov, weight_decay, maximize):
         h = {"momentum": _k.check_beta(momentum, "momentum"),
@@ -359,16 +463,16 @@ class SGD(Optimizer):
 
     _OPERANDS = ("momentum_buffer",)
 
-    def _update(self, grads, lr, step):
+    def _update(self, grads, lr, step, **kw):
         h = self.hyper
         if h["momentum"] == 0:
             _k.sgd_step_multi(self._plan, grads, lr=lr, weight_decay=h["weight_decay"],
-                              maximize=h["maximize"])
+                              maximize=h["maximize"], step=step, **kw)
             return
         _k.momentum_step_multi(self._plan, grads, lr=lr, beta=h["momentum"],
                                dampening=0.0 if step == 1 else h["dampening"],
                                nesterov=h["nesterov"], weight_decay=h["weight_decay"],
-                               maximize=h["maximize"])
+                               maximize=h["maximize"], step=step, **kw)
 
 
 class Momentum(Optimizer):
@@ -387,8 +491,8 @@ class Momentum(Optimizer):
     lr : float >= 0 or a schedule.   beta : float in [0, 1), default 0.9.
     """
 
-    def __init__(self, params, lr, *, beta=0.9):
-        super().__init__(params, lr, beta=beta)
+    def __init__(self, params, lr, *, beta=0.9, **precision):
+        super().__init__(params, lr, beta=beta, **precision)
 
     def _validate(self, beta):
         return {"beta": _k.check_beta(beta, "beta")}
@@ -396,10 +500,11 @@ class Momentum(Optimizer):
     def _slots(self):
         return ("velocity",)
 
-    _OPERANDS = ("velocity",)
+    _OPERANDS = tuple(op.name for op in state_operands(BY_NAME["momentum"]))
 
-    def _update(self, grads, lr, step):
-        _k.momentum_step_multi(self._plan, grads, lr=lr, beta=self.hyper["beta"], dampening=None)
+    def _update(self, grads, lr, step, **kw):
+        _k.momentum_step_multi(self._plan, grads, lr=lr, beta=self.hyper["beta"], dampening=None,
+                               step=step, **kw)
 
 
 class RMSprop(Optimizer):
@@ -423,10 +528,10 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, *, beta=0.9, eps=1e-8, eps_inside_sqrt=False,
-                 centered=False, momentum=0.0, weight_decay=0.0, maximize=False):
+                 centered=False, momentum=0.0, weight_decay=0.0, maximize=False, **precision):
         super().__init__(params, lr, beta=beta, eps=eps, eps_inside_sqrt=eps_inside_sqrt,
                          centered=centered, momentum=momentum, weight_decay=weight_decay,
-                         maximize=maximize)
+                         maximize=maximize, **precision)
 
     def _validate(self, beta, eps, eps_inside_sqrt, centered, momentum, weight_decay, maximize):
         return {"beta": _k.check_beta(beta, "beta"), "eps": _k.check_nonneg(eps, "eps"),
@@ -440,14 +545,14 @@ class RMSprop(Optimizer):
         return (("sq_avg",) + (("grad_avg",) if self.hyper["centered"] else ())
                 + (("momentum_buf",) if self.hyper["momentum"] > 0 else ()))
 
-    _OPERANDS = ("sq_avg", "grad_avg", "momentum_buf")
+    _OPERANDS = tuple(op.name for op in state_operands(BY_NAME["rmsprop"]))
 
-    def _update(self, grads, lr, step):
+    def _update(self, grads, lr, step, **kw):
         h = self.hyper
         _k.rmsprop_step_multi(self._plan, grads, lr=lr, beta=h["beta"], eps=h["eps"],
                               eps_inside_sqrt=h["eps_inside_sqrt"],
                               weight_decay=h["weight_decay"], centered=h["centered"],
-                              momentum=h["momentum"], maximize=h["maximize"])
+                              momentum=h["momentum"], maximize=h["maximize"], step=step, **kw)
 
 
 class Adam(Optimizer):
@@ -473,10 +578,11 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8,
-                 eps_inside_sqrt=False, weight_decay=0.0, amsgrad=False, maximize=False):
+                 eps_inside_sqrt=False, weight_decay=0.0, amsgrad=False, maximize=False,
+                 **precision):
         super().__init__(params, lr, beta1=beta1, beta2=beta2, eps=eps,
                          eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                         amsgrad=amsgrad, maximize=maximize, **precision)
 
     def _validate(self, beta1, beta2, eps, eps_inside_sqrt, weight_decay, amsgrad, maximize):
         return {"beta1": _k.check_beta(beta1, "beta1"), "beta2": _k.check_beta(beta2, "beta2"),
@@ -488,15 +594,15 @@ class Adam(Optimizer):
     def _slots(self):
         return ("m", "v") + (("v_max",) if self.hyper["amsgrad"] else ())
 
-    _OPERANDS = ("m", "v", "v_max")
+    _OPERANDS = tuple(op.name for op in state_operands(BY_NAME["adam"]))
 
-    def _update(self, grads, lr, step):
+    def _update(self, grads, lr, step, **kw):
         h = self.hyper
         _k.adam_step_multi(self._plan, grads, step=step, lr=lr, beta1=h["beta1"],
                            beta2=h["beta2"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
                            weight_decay=h["weight_decay"],
                            decoupled_weight_decay=self._decoupled, amsgrad=h["amsgrad"],
-                           maximize=h["maximize"])
+                           maximize=h["maximize"], **kw)
 
 
 class AdamW(Adam):
@@ -512,7 +618,7 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, maximize=False):
+                 amsgrad=False, maximize=False, **precision):
         Optimizer.__init__(self, params, lr, beta1=beta1, beta2=beta2, eps=eps,
                            eps_inside_sqrt=False, weight_decay=weight_decay, amsgrad=amsgrad,
-                           maximize=maximize)
+                           maximize=maximize, **precision)
