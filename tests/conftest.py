@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _config, _dispatch
+from fastopt import _config, _dispatch, _registry
 
 FLOAT_DTYPES = (np.float32, np.float64)
 SERIAL_THRESHOLD = fastopt.show_config(print_=False)["serial_threshold"]
@@ -30,7 +30,7 @@ SMALL_SIZES = (0, 1, 7, 8, 9, 15, 16, 17, 1023)
 BIG_SIZES = (SERIAL_THRESHOLD, SERIAL_THRESHOLD + 1, 2 * SERIAL_THRESHOLD + 7,
              3 * SERIAL_THRESHOLD + 13)
 LAYOUTS = ("contiguous", "offset", "2d", "3d", "offset_2d")
-KERNELS = ("sgd", "momentum", "rmsprop", "adam", "ewa")
+KERNELS = tuple(r.name for r in _registry.RULES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,34 +106,16 @@ def case_params(**kw):
 # ------------------------------------------------------------------------------------------------
 
 # Hyperparameters away from the defaults (so a swapped or ignored argument changes the result),
-# with eps large enough that inside/outside the square root differ visibly even in float32.
-BASE_HYPER = {
-    "sgd": dict(lr=0.1),
-    "momentum": dict(lr=0.05, beta=0.8),
-    "rmsprop": dict(lr=0.01, beta=0.85, eps=1e-3),
-    "adam": dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
-    "ewa": dict(beta=0.7),
-}
+# with eps large enough that inside/outside the square root differ visibly even in float32; and
+# the option axes: both from the registry, so a new rule gets the generic tests for free.
+BASE_HYPER = {r.name: dict(r.example) for r in _registry.RULES}
 
 
 def option_grid(kernel):
     """Every option combination of `kernel` (dicts of keyword arguments, hyperparameters
     included)."""
     base = BASE_HYPER[kernel]
-    if kernel == "sgd":
-        axes = dict(maximize=[False, True], weight_decay=[0.0, 0.1])
-    elif kernel == "momentum":
-        axes = dict(maximize=[False, True], weight_decay=[0.0, 0.1], nesterov=[False, True],
-                    dampening=[None, 0.0, 0.3])
-    elif kernel == "rmsprop":
-        axes = dict(maximize=[False, True], weight_decay=[0.0, 0.1], centered=[False, True],
-                    momentum=[0.0, 0.9], eps_inside_sqrt=[False, True])
-    elif kernel == "adam":
-        axes = dict(maximize=[False, True], weight_decay=[0.0, 0.1],
-                    decoupled_weight_decay=[False, True], amsgrad=[False, True],
-                    eps_inside_sqrt=[False, True])
-    else:
-        axes = {}
+    axes = _registry.BY_NAME[kernel].axes
     keys = list(axes)
     for values in itertools.product(*(axes[k] for k in keys)):
         yield {**base, **dict(zip(keys, values))}
@@ -161,70 +143,47 @@ def some_params(kernels=KERNELS):
 
 
 def state_names(kernel, opts):
-    """Names of the state arrays `kernel` needs with `opts`, in call order."""
-    if kernel == "momentum":
-        return ["velocity"]
-    if kernel == "rmsprop":
-        return (["sq_avg"] + (["grad_avg"] if opts.get("centered") else [])
-                + (["momentum_buf"] if opts.get("momentum", 0) > 0 else []))
-    if kernel == "adam":
-        return ["m", "v"] + (["v_max"] if opts.get("amsgrad") else [])
-    return []
+    """Names of the state arrays `kernel` needs with `opts`, in call order (the registry's)."""
+    return _registry.operands_in_use(_registry.BY_NAME[kernel], opts)[2:]
 
 
 def array_names(kernel, opts):
     """All array names of one call: the written lead array, the read input, then the states."""
-    if kernel == "ewa":
-        return ["avg", "value"]
-    return ["param", "grad"] + state_names(kernel, opts)
+    return _registry.operands_in_use(_registry.BY_NAME[kernel], opts)
 
 
 def call(mod, kernel, arrays, opts, *, step=1, n_threads=None):
     """Call `kernel` of module `mod` (fastopt, fastopt.reference or a _dispatch.load() module)
-    on `arrays` (a dict keyed by array_names) and return what the call returned."""
-    a = arrays
+    on `arrays` (a dict keyed by array_names) and return what the call returned.  The operands
+    an option needs are keywords; the others positional (the registry's order)."""
+    rule = _registry.BY_NAME[kernel]
     o = dict(opts)
     if n_threads is not None:
         o["n_threads"] = n_threads
-    if kernel == "sgd":
-        return mod.sgd_step(a["param"], a["grad"], **o)
-    if kernel == "momentum":
-        return mod.momentum_step(a["param"], a["grad"], a["velocity"], **o)
-    if kernel == "rmsprop":
-        return mod.rmsprop_step(a["param"], a["grad"], a["sq_avg"], grad_avg=a.get("grad_avg"),
-                                momentum_buf=a.get("momentum_buf"), **o)
-    if kernel == "adam":
-        return mod.adam_step(a["param"], a["grad"], a["m"], a["v"], step=step,
-                             v_max=a.get("v_max"), **o)
-    if kernel == "ewa":
-        return mod.ewa_update(a["avg"], a["value"], **o)
-    raise AssertionError(kernel)
+    if rule.stepped:
+        o["step"] = step
+    pos = [arrays[op.name] for op in rule.operands if op.needs is None]
+    kw = {op.name: arrays.get(op.name) for op in rule.operands if op.needs is not None}
+    return getattr(mod, rule.twin)(*pos, **kw, **o)
 
 
 def call_multi(mod, kernel, list_of_arrays, opts, *, step=1, n_threads=None):
     """The *_multi version of `kernel` on a list of array dicts (one dict per array index)."""
+    rule = _registry.BY_NAME[kernel]
     o = dict(opts)
     if n_threads is not None:
         o["n_threads"] = n_threads
+    if rule.stepped:
+        o["step"] = step
+    used = _registry.operands_in_use(rule, opts)
 
     def col(name):
         return [a[name] for a in list_of_arrays]
 
-    if kernel == "sgd":
-        return mod.sgd_step_multi(col("param"), col("grad"), **o)
-    if kernel == "momentum":
-        return mod.momentum_step_multi(col("param"), col("grad"), col("velocity"), **o)
-    if kernel == "rmsprop":
-        return mod.rmsprop_step_multi(
-            col("param"), col("grad"), col("sq_avg"),
-            grad_avgs=col("grad_avg") if o.get("centered") else None,
-            momentum_bufs=col("momentum_buf") if o.get("momentum", 0) > 0 else None, **o)
-    if kernel == "adam":
-        return mod.adam_step_multi(col("param"), col("grad"), col("m"), col("v"), step=step,
-                                   v_maxs=col("v_max") if o.get("amsgrad") else None, **o)
-    if kernel == "ewa":
-        return mod.ewa_update_multi(col("avg"), col("value"), **o)
-    raise AssertionError(kernel)
+    pos = [col(op.name) for op in rule.operands if op.needs is None]
+    kw = {op.plural: (col(op.name) if op.name in used else None)
+          for op in rule.operands if op.needs is not None}
+    return getattr(mod, rule.twin + "_multi")(*pos, **kw, **o)
 
 
 def make_arrays(kernel, opts, case, rng, *, readonly_grad=False):

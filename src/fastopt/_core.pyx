@@ -66,8 +66,16 @@ def _load_registry():
         names = _reg.operand_names(r)
         _NAMES.append(names)
         _NAMES7.append(names + ("",))
-        for op in r.operands:
+        needs, always = [], 0
+        for slot, op in enumerate(r.operands):
             _PLURALS[op.name] = op.plural
+            if op.needs is not None:
+                o = _reg.option(r, op.needs)
+                needs.append((slot, o.bit, op.name, o.when))
+            elif slot >= 2:
+                always |= 1 << slot
+        _NEEDS.append(needs)
+        _ALWAYS.append(always)
     if len(_NAMES) != N_RULES:
         raise ImportError("fastopt: _core was built from another registry: rebuild fastopt")
 

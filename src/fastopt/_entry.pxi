@@ -123,23 +123,11 @@ def rmsprop_step(param, grad, sq_avg, *, lr, beta=0.9, eps=1e-8, eps_inside_sqrt
     c.kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
                            momentum, maximize, grad_scale)
     c.h = &h
-    _rmsprop_state_args(centered, grad_avg, h.mom > 0, momentum_buf, "")
+    cdef int opts = (O_CENTERED if centered else 0) | (O_MOMENTUM if h.mom > 0 else 0)
+    objs = (param, grad, sq_avg, grad_avg, momentum_buf, None)
+    _option_operands(R_RMSPROP, opts, objs, "")
     _lowp(&c, rounding, seed, step)
-    _single(&c, R_RMSPROP, (param, grad, sq_avg, grad_avg, momentum_buf, None),
-            (0 if centered else 8) | (0 if h.mom > 0 else 16), master, compensation, n_threads)
-
-
-cdef int _rmsprop_state_args(bint centered, object grad_avg, bint use_momentum,
-                             object momentum_buf, str s) except -1:
-    if centered and grad_avg is None:
-        raise ValueError(f"centered=True needs grad_avg{s} (an array like param, zero at start)")
-    if not centered and grad_avg is not None:
-        raise ValueError(f"grad_avg{s} is only used with centered=True")
-    if use_momentum and momentum_buf is None:
-        raise ValueError(f"momentum > 0 needs momentum_buf{s} (an array like param, zero at start)")
-    if not use_momentum and momentum_buf is not None:
-        raise ValueError(f"momentum_buf{s} is only used with momentum > 0")
-    return 0
+    _single(&c, R_RMSPROP, objs, _optional(R_RMSPROP, opts), master, compensation, n_threads)
 
 
 rmsprop_step.__doc__ = """RMSprop, in place.
@@ -177,18 +165,11 @@ def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
     c.kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
                         decoupled_weight_decay, amsgrad, maximize, grad_scale)
     c.h = &h
-    _adam_state_args(amsgrad, v_max, "")
+    cdef int opts = O_AMSGRAD if amsgrad else 0
+    objs = (param, grad, m, v, v_max, None)
+    _option_operands(R_ADAM, opts, objs, "")
     _lowp(&c, rounding, seed, step)
-    _single(&c, R_ADAM, (param, grad, m, v, v_max, None), 0 if amsgrad else 16, master,
-            compensation, n_threads)
-
-
-cdef int _adam_state_args(bint amsgrad, object v_max, str s) except -1:
-    if amsgrad and v_max is None:
-        raise ValueError(f"amsgrad=True needs v_max{s} (an array like param, zero at start)")
-    if not amsgrad and v_max is not None:
-        raise ValueError(f"v_max{s} is only used with amsgrad=True")
-    return 0
+    _single(&c, R_ADAM, objs, _optional(R_ADAM, opts), master, compensation, n_threads)
 
 
 adam_step.__doc__ = """Adam (and AdamW, AMSGrad), in place.
@@ -305,8 +286,8 @@ def momentum_step_multi(params, grads, velocities=None, *, lr, beta=0.9, dampeni
                             grad_scale)
     c.h = &h
     _lowp(&c, rounding, seed, step)
-    _multi(&c, params, grads, _NAMES[R_MOMENTUM], (velocities,), 0, labels, 4, n_threads, -1,
-           masters, compensations)
+    _multi(&c, params, grads, _NAMES[R_MOMENTUM], (velocities,), 0, labels,
+           _needed(R_MOMENTUM, 0), n_threads, -1, masters, compensations)
 
 
 def rmsprop_step_multi(params, grads, sq_avgs=None, *, lr, beta=0.9, eps=1e-8,
@@ -320,12 +301,13 @@ def rmsprop_step_multi(params, grads, sq_avgs=None, *, lr, beta=0.9, eps=1e-8,
     c.kid = _rmsprop_hyper(&h, lr, beta, eps, eps_inside_sqrt, weight_decay, centered,
                            momentum, maximize, grad_scale)
     c.h = &h
+    cdef int opts = (O_CENTERED if centered else 0) | (O_MOMENTUM if h.mom > 0 else 0)
     if not isinstance(params, Plan):
-        _rmsprop_state_args(centered, grad_avgs, h.mom > 0, momentum_bufs, "s")
+        _option_operands(R_RMSPROP, opts, (params, grads, sq_avgs, grad_avgs, momentum_bufs),
+                         "s")
     _lowp(&c, rounding, seed, step)
     _multi(&c, params, grads, _NAMES[R_RMSPROP], (sq_avgs, grad_avgs, momentum_bufs),
-           (0 if centered else 8) | (0 if h.mom > 0 else 16), labels,
-           4 | (8 if centered else 0) | (16 if h.mom > 0 else 0), n_threads, -1, masters,
+           _optional(R_RMSPROP, opts), labels, _needed(R_RMSPROP, opts), n_threads, -1, masters,
            compensations)
 
 
@@ -351,11 +333,12 @@ def adam_step_multi(params, grads, ms=None, vs=None, *, step=None, lr=1e-3, beta
     c.kid = _adam_hyper(&h, step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay,
                         decoupled_weight_decay, amsgrad, maximize, grad_scale)
     c.h = &h
+    cdef int opts = O_AMSGRAD if amsgrad else 0
     if not isinstance(params, Plan):
-        _adam_state_args(amsgrad, v_maxs, "s")
+        _option_operands(R_ADAM, opts, (params, grads, ms, vs, v_maxs), "s")
     _lowp(&c, rounding, seed, step)
-    _multi(&c, params, grads, _NAMES[R_ADAM], (ms, vs, v_maxs), 0 if amsgrad else 16, labels,
-           4 | 8 | (16 if amsgrad else 0), n_threads, expect, masters, compensations)
+    _multi(&c, params, grads, _NAMES[R_ADAM], (ms, vs, v_maxs), _optional(R_ADAM, opts), labels,
+           _needed(R_ADAM, opts), n_threads, expect, masters, compensations)
 
 
 def ewa_update_multi(avgs, values, *, beta, step=None, rounding="nearest", seed=0,
@@ -377,6 +360,40 @@ def ewa_update_multi(avgs, values, *, beta, step=None, rounding="nearest", seed=
 # registry (filled at import, see _core.pyx).
 cdef list _NAMES = []
 cdef list _NAMES7 = []
+
+
+# Per rule, from the registry: (slot, option bit, operand name, "amsgrad=True") for each operand
+# an option needs, and the bits of the state slots that are always present.
+cdef list _NEEDS = []
+cdef list _ALWAYS = []
+
+
+cdef int _optional(int rule, int opts) except -1:
+    """Slot bits that may be None: the operands whose option is off."""
+    cdef int bits = 0
+    for slot, bit, name, when in <list>_NEEDS[rule]:
+        if not (opts & <int>bit):
+            bits |= 1 << <int>slot
+    return bits
+
+
+cdef int _needed(int rule, int opts) except -1:
+    """Slot bits of the state a call with `opts` needs (for a Plan's check)."""
+    cdef int bits = <int>_ALWAYS[rule]
+    for slot, bit, name, when in <list>_NEEDS[rule]:
+        if opts & <int>bit:
+            bits |= 1 << <int>slot
+    return bits
+
+
+cdef int _option_operands(int rule, int opts, tuple objs, str s) except -1:
+    """An operand an option needs is given exactly when the option is on."""
+    for slot, bit, name, when in <list>_NEEDS[rule]:
+        if opts & <int>bit and objs[slot] is None:
+            raise ValueError(f"{when} needs {name}{s} (an array like param, zero at start)")
+        if not (opts & <int>bit) and objs[slot] is not None:
+            raise ValueError(f"{name}{s} is only used with {when}")
+    return 0
 
 
 cdef int _single(Call* c, int rule, tuple objs, int optional, object master,

@@ -21,6 +21,15 @@ A rule is
   serial threshold).
 * ``scaled``: the input is a gradient, multiplied by ``grad_scale`` (and the sign, when
   maximizing) before anything else.
+* ``stepped``: the kernel takes the update count ``step=`` as a required argument (bias
+  corrections); the others take it only for stochastic rounding.
+* ``example``: hyperparameters away from the defaults, for the generic tests (so a swapped or
+  ignored argument changes the result) and the benchmarks.
+* ``axes``: the keyword arguments that select formula variants, each with the values the
+  generic tests sweep (the default first).
+
+An option is switched on by a keyword: ``Option.keyword`` is true (``amsgrad=True``) or, for a
+number, positive (``momentum > 0``); ``Option.when`` says so in error messages.
 
 The element function is ``_<name>_elem`` in ``_rules.pxi``: its arguments are a pointer to each
 written operand (slot order, the gradient left out), the gradient value, the fields, then the
@@ -34,8 +43,8 @@ hand-derived values.  See docs/architecture.md.
 from collections import namedtuple
 
 Operand = namedtuple("Operand", "name plural needs")
-Option = namedtuple("Option", "name bit")
-Rule = namedtuple("Rule", "name operands options fields twin heavy scaled")
+Option = namedtuple("Option", "name bit keyword when")
+Rule = namedtuple("Rule", "name operands options fields twin heavy scaled stepped example axes")
 
 MAX_OPS = 6          # operand slots of a rule (the core adds one auxiliary slot: AUX)
 
@@ -55,8 +64,18 @@ OPTION_BITS = {
 }
 
 
+# How each option is switched on by the entry points' keywords.
+_SWITCH = {
+    "l2": ("weight_decay", "weight_decay > 0 (L2)"),
+    "nesterov": ("nesterov", "nesterov=True"),
+    "centered": ("centered", "centered=True"),
+    "momentum": ("momentum", "momentum > 0"),
+    "amsgrad": ("amsgrad", "amsgrad=True"),
+}
+
+
 def _opts(*names):
-    return tuple(Option(n, OPTION_BITS[n]) for n in names)
+    return tuple(Option(n, OPTION_BITS[n], *_SWITCH[n]) for n in names)
 
 
 RULES = (
@@ -64,30 +83,44 @@ RULES = (
          operands=(_op("param"), _op("grad")),
          options=_opts("l2"),
          fields=("lr", "wd"),
-         twin="sgd_step", heavy=False, scaled=True),
+         twin="sgd_step", heavy=False, scaled=True, stepped=False,
+         example=dict(lr=0.1),
+         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
     Rule("momentum",
          operands=(_op("param"), _op("grad"), _op("velocity", "velocities")),
          options=_opts("l2", "nesterov"),
          fields=("lr", "wd", "b1", "damp1"),
-         twin="momentum_step", heavy=False, scaled=True),
+         twin="momentum_step", heavy=False, scaled=True, stepped=False,
+         example=dict(lr=0.05, beta=0.8),
+         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), nesterov=(False, True),
+                   dampening=(None, 0.0, 0.3))),
     Rule("rmsprop",
          operands=(_op("param"), _op("grad"), _op("sq_avg"), _op("grad_avg", needs="centered"),
                    _op("momentum_buf", needs="momentum")),
          options=_opts("l2", "centered", "momentum"),
          fields=("lr", "wd", "b1", "omb1", "eps_in", "eps_out", "mom"),
-         twin="rmsprop_step", heavy=True, scaled=True),
+         twin="rmsprop_step", heavy=True, scaled=True, stepped=False,
+         example=dict(lr=0.01, beta=0.85, eps=1e-3),
+         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), centered=(False, True),
+                   momentum=(0.0, 0.9), eps_inside_sqrt=(False, True))),
     Rule("adam",
          operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("v", "vs"),
                    _op("v_max", needs="amsgrad")),
          options=_opts("l2", "amsgrad"),
          fields=("step_size", "wd", "decay", "b1", "omb1", "b2", "omb2", "c2", "eps_in",
                  "eps_out"),
-         twin="adam_step", heavy=True, scaled=True),
+         twin="adam_step", heavy=True, scaled=True, stepped=True,
+         example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
+         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1),
+                   decoupled_weight_decay=(False, True), amsgrad=(False, True),
+                   eps_inside_sqrt=(False, True))),
     Rule("ewa",
          operands=(_op("avg"), _op("value")),
          options=(),
          fields=("b1", "omb1"),
-         twin="ewa_update", heavy=False, scaled=False),
+         twin="ewa_update", heavy=False, scaled=False, stepped=False,
+         example=dict(beta=0.7),
+         axes={}),
 )
 
 BY_NAME = {r.name: r for r in RULES}
@@ -118,6 +151,20 @@ def operand_names(rule):
     """The operand names, padded to MAX_OPS slots with empty strings."""
     names = tuple(o.name for o in rule.operands)
     return names + ("",) * (MAX_OPS - len(names))
+
+
+def option(rule, name):
+    """The Option of `rule` called `name`."""
+    return next(o for o in rule.options if o.name == name)
+
+
+def operands_in_use(rule, kwargs):
+    """The operand names a call of `rule` with keyword arguments `kwargs` uses, slot order."""
+    out = []
+    for op in rule.operands:
+        if op.needs is None or kwargs.get(option(rule, op.needs).keyword):
+            out.append(op.name)
+    return out
 
 
 def state_operands(rule):
