@@ -91,8 +91,9 @@ def _render_templates():
     reg = runpy.run_path(os.path.join("src", "fastopt", "_registry.py"))
     layout, n_kernels = reg["layout"]()
     namespace = {"RULES": reg["RULES"], "LAYOUT": layout, "N_KERNELS": n_kernels,
-                 "OPTION_BITS": reg["OPTION_BITS"], "combos": reg["combos"]}
-    for name in ("_loops_gen", "_core_gen"):
+                 "OPTION_BITS": reg["OPTION_BITS"], "combos": reg["combos"],
+                 "MAX_OPS": reg["MAX_OPS"], "REQUIRED": reg["REQUIRED"]}
+    for name in ("_loops_gen", "_core_gen", "_entry_gen"):
         src = os.path.join("src", "fastopt", f"{name}.pxi.tp")
         with open(src) as f:
             text = Template(f.read(), name=src).substitute(namespace)

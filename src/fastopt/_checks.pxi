@@ -51,6 +51,17 @@ cdef double _beta(object x, str name) except? -1.0:
     return d
 
 
+cdef double _unit_or_none(object x, str name) except? -2.0:
+    """None -> -1.0 (the rule's default), else a real in [0, 1]."""
+    cdef double d
+    if x is None:
+        return -1.0
+    d = _real(x, name)
+    if not (0.0 <= d <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1] or None, got {x!r}")
+    return d
+
+
 cdef bint _bool(object x, str name) except -1:
     if x is True or x is False:
         return x is True

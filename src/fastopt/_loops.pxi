@@ -13,6 +13,7 @@ from cython cimport floating
 from cpython.pycapsule cimport PyCapsule_New
 
 include "_abi.pxi"
+include "_core_gen.pxi"
 include "_rules.pxi"
 include "_loops_gen.pxi"
 

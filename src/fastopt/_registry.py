@@ -23,6 +23,8 @@ A rule is
   maximizing) before anything else.
 * ``stepped``: the kernel takes the update count ``step=`` as a required argument (bias
   corrections); the others take it only for stochastic rounding.
+* ``hypers``: the keyword arguments of the entry points, in the order the scalar set-up
+  ``_<name>_scalars`` (``_rules.pxi``) takes them, with their kind (validation) and default.
 * ``example``: hyperparameters away from the defaults, for the generic tests (so a swapped or
   ignored argument changes the result) and the benchmarks.
 * ``axes``: the keyword arguments that select formula variants, each with the values the
@@ -44,7 +46,20 @@ from collections import namedtuple
 
 Operand = namedtuple("Operand", "name plural needs")
 Option = namedtuple("Option", "name bit keyword when")
-Rule = namedtuple("Rule", "name operands options fields twin heavy scaled stepped example axes")
+Rule = namedtuple("Rule", "name operands options fields twin heavy scaled stepped hypers "
+                         "example axes")
+Hyperparam = namedtuple("Hyperparam", "name kind default")
+
+# The kinds of hyperparameters and how the entry points validate them (the core's checks):
+#   nonneg  a finite real >= 0          beta  a real in [0, 1)          bool  True or False
+#   unit_or_none  None, or a real in [0, 1] (None reaches the scalar set-up as -1)
+KINDS = ("nonneg", "beta", "bool", "unit_or_none")
+REQUIRED = "<required>"       # a hyperparameter without a default
+
+
+def _h(name, kind, default=REQUIRED):
+    assert kind in KINDS, kind
+    return Hyperparam(name, kind, default)
 
 MAX_OPS = 6          # operand slots of a rule (the core adds one auxiliary slot: AUX)
 
@@ -84,6 +99,8 @@ RULES = (
          options=_opts("l2"),
          fields=("lr", "wd"),
          twin="sgd_step", heavy=False, scaled=True, stepped=False,
+         hypers=(_h("lr", "nonneg"), _h("weight_decay", "nonneg", 0.0),
+                 _h("maximize", "bool", False)),
          example=dict(lr=0.1),
          axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
     Rule("momentum",
@@ -91,6 +108,9 @@ RULES = (
          options=_opts("l2", "nesterov"),
          fields=("lr", "wd", "b1", "damp1"),
          twin="momentum_step", heavy=False, scaled=True, stepped=False,
+         hypers=(_h("lr", "nonneg"), _h("beta", "beta", 0.9),
+                 _h("dampening", "unit_or_none", None), _h("nesterov", "bool", False),
+                 _h("weight_decay", "nonneg", 0.0), _h("maximize", "bool", False)),
          example=dict(lr=0.05, beta=0.8),
          axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), nesterov=(False, True),
                    dampening=(None, 0.0, 0.3))),
@@ -100,6 +120,10 @@ RULES = (
          options=_opts("l2", "centered", "momentum"),
          fields=("lr", "wd", "b1", "omb1", "eps_in", "eps_out", "mom"),
          twin="rmsprop_step", heavy=True, scaled=True, stepped=False,
+         hypers=(_h("lr", "nonneg"), _h("beta", "beta", 0.9), _h("eps", "nonneg", 1e-8),
+                 _h("eps_inside_sqrt", "bool", False), _h("weight_decay", "nonneg", 0.0),
+                 _h("centered", "bool", False), _h("momentum", "nonneg", 0.0),
+                 _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta=0.85, eps=1e-3),
          axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), centered=(False, True),
                    momentum=(0.0, 0.9), eps_inside_sqrt=(False, True))),
@@ -110,6 +134,11 @@ RULES = (
          fields=("step_size", "wd", "decay", "b1", "omb1", "b2", "omb2", "c2", "eps_in",
                  "eps_out"),
          twin="adam_step", heavy=True, scaled=True, stepped=True,
+         hypers=(_h("lr", "nonneg", 1e-3), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.999),
+                 _h("eps", "nonneg", 1e-8), _h("eps_inside_sqrt", "bool", False),
+                 _h("weight_decay", "nonneg", 0.0),
+                 _h("decoupled_weight_decay", "bool", False), _h("amsgrad", "bool", False),
+                 _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
          axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1),
                    decoupled_weight_decay=(False, True), amsgrad=(False, True),
@@ -119,6 +148,7 @@ RULES = (
          options=(),
          fields=("b1", "omb1"),
          twin="ewa_update", heavy=False, scaled=False, stepped=False,
+         hypers=(_h("beta", "beta"),),
          example=dict(beta=0.7),
          axes={}),
 )

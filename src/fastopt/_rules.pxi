@@ -7,7 +7,7 @@
 #                <the rule's Hyper fields, registry order>, <option switches, registry order>)
 # The input value is the gradient already multiplied by grad_scale (negated when maximizing).
 
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport sqrt, sqrtf, pow
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -93,3 +93,189 @@ cdef inline void _adam_elem(floating* p, floating* m, floating* v, floating* vma
 cdef inline void _ewa_elem(floating* avg, floating x, floating beta, floating omb) noexcept nogil:
     # avg <- beta*avg + (1-beta)*x
     avg[0] = beta * avg[0] + omb * x
+
+
+# ------------------------------------------------------------------------------------------------
+# Scalar set-up, one function per rule: from the validated hyperparameters (registry order) to the
+# Hyper fields, in float64, once per call (never per element).  Returns the option mask (the
+# registry's O_* bits in use).  Plain C: compiled into the core (which calls them) and, unused,
+# into the loop modules.
+# ------------------------------------------------------------------------------------------------
+
+cdef inline int _sgd_scalars(Hyper* h, double lr, double weight_decay,
+                             bint maximize) noexcept nogil:
+    h.lr = lr
+    h.wd = weight_decay
+    return O_L2 if weight_decay != 0 else 0
+
+
+cdef inline int _momentum_scalars(Hyper* h, double lr, double beta, double dampening,
+                                  bint nesterov, double weight_decay, bint maximize) noexcept nogil:
+    # dampening < 0 means None: the course's EWA form, d = beta
+    h.lr = lr
+    h.wd = weight_decay
+    h.b1 = beta
+    h.damp1 = 1.0 - (beta if dampening < 0 else dampening)
+    return (O_L2 if weight_decay != 0 else 0) | (O_NESTEROV if nesterov else 0)
+
+
+cdef inline int _rmsprop_scalars(Hyper* h, double lr, double beta, double eps,
+                                 bint eps_inside_sqrt, double weight_decay, bint centered,
+                                 double momentum, bint maximize) noexcept nogil:
+    h.lr = lr
+    h.wd = weight_decay
+    h.b1 = beta
+    h.omb1 = 1.0 - beta
+    if eps_inside_sqrt:
+        h.eps_in = eps
+    else:
+        h.eps_out = eps
+    h.mom = momentum
+    return ((O_L2 if weight_decay != 0 else 0) | (O_CENTERED if centered else 0)
+            | (O_MOMENTUM if momentum > 0 else 0))
+
+
+cdef inline int _adam_scalars(Hyper* h, double lr, double beta1, double beta2, double eps,
+                              bint eps_inside_sqrt, double weight_decay,
+                              bint decoupled_weight_decay, bint amsgrad, bint maximize,
+                              double t) noexcept nogil:
+    h.lr = lr
+    h.b1 = beta1
+    h.b2 = beta2
+    h.omb1 = 1.0 - beta1
+    h.omb2 = 1.0 - beta2
+    # bias corrections and the step size
+    h.step_size = lr / (1.0 - pow(beta1, t))
+    h.c2 = 1.0 / (1.0 - pow(beta2, t))
+    if eps_inside_sqrt:
+        h.eps_in = eps
+    else:
+        h.eps_out = eps
+    if decoupled_weight_decay:
+        h.decay = 1.0 - lr * weight_decay
+    else:
+        h.wd = weight_decay
+    return (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if amsgrad else 0)
+
+
+cdef inline int _ewa_scalars(Hyper* h, double beta) noexcept nogil:
+    h.b1 = beta
+    h.omb1 = 1.0 - beta
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Docstrings of the public kernels (the core appends the storage-type notes).
+# ------------------------------------------------------------------------------------------------
+
+_DOC = {}
+
+_DOC["sgd"] = """Plain (mini-batch) gradient descent, in place.
+
+    .. math::
+        g \\leftarrow \\pm\\,\\mathrm{grad} + \\lambda\\,\\theta \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, g
+
+    Parameters
+    ----------
+    param : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0, the learning rate eta.
+    weight_decay : float >= 0, L2 coefficient lambda added to the gradient (the course's
+        ``(lambda/m) W`` term; PyTorch SGD's ``weight_decay``).
+    maximize : bool, ascend instead of descend (g = -grad).
+    step : int >= 1 or None, the update count: needed with ``rounding="stochastic"``.
+    n_threads : int or None, None for the library default (see ``fastopt.set_num_threads``).
+"""
+
+_DOC["momentum"] = """Gradient descent with momentum, in place.
+
+    .. math::
+        v \\leftarrow \\beta v + (1 - d)\\, g \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, v
+        \\quad(\\text{nesterov: } \\theta \\leftarrow \\theta - \\eta\\,(g + \\beta v))
+
+    where g is the gradient (negated when maximizing, plus ``weight_decay * param``).
+
+    Conventions: ``dampening=None`` (default) means d = beta, the course's exponentially weighted
+    average ``v = beta v + (1 - beta) dW``.  ``dampening=0`` is heavy-ball momentum
+    ``v = beta v + g``, as PyTorch's SGD once its buffer exists (PyTorch's first step sets
+    ``v = g``; ``fastopt.SGD`` reproduces that by passing ``dampening=0`` on its first step).
+    Keras' ``v = mu v - lr g`` is the same trajectory as ``dampening=0`` with the lr folded in.
+
+    Parameters
+    ----------
+    param, velocity : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   beta : float in [0, 1).   dampening : float in [0, 1] or None.
+    nesterov : bool.   weight_decay : float >= 0 (L2, added to the gradient).   maximize : bool.
+    step : int >= 1 or None (needed with ``rounding="stochastic"``).   n_threads : int or None.
+"""
+
+_DOC["rmsprop"] = """RMSprop, in place.
+
+    .. math::
+        s \\leftarrow \\beta s + (1-\\beta)\\, g^2 \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\, \\frac{g}{\\sqrt{s} + \\epsilon}
+
+    - ``eps_inside_sqrt=False`` (default): denominator ``sqrt(sq_avg) + eps`` (PyTorch).
+      ``eps_inside_sqrt=True``: ``sqrt(sq_avg + eps)`` (the course slides, Keras).
+    - ``centered=True``: ``grad_avg <- beta grad_avg + (1 - beta) g`` and ``sq_avg - grad_avg**2``
+      goes under the root (PyTorch ``centered``); needs ``grad_avg``.
+    - ``momentum > 0``: ``momentum_buf <- momentum momentum_buf + g/denom`` and
+      ``param -= lr momentum_buf`` (PyTorch); needs ``momentum_buf``.
+    - g is the gradient, negated when maximizing, plus ``weight_decay * param`` (L2).
+
+    Defaults: beta (PyTorch's ``alpha``, Keras' ``rho``) is 0.9 as in the course and Keras;
+    PyTorch's default is 0.99.
+
+    Parameters
+    ----------
+    param, sq_avg, grad_avg, momentum_buf : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   beta : float in [0, 1).   eps : float >= 0.
+    step : int >= 1 or None (needed with ``rounding="stochastic"``).   n_threads : int or None.
+"""
+
+_DOC["adam"] = """Adam (and AdamW, AMSGrad), in place.
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1-\\beta_1) g \\qquad
+        v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2 \\\\
+        \\hat m = \\frac{m}{1-\\beta_1^t} \\qquad \\hat v = \\frac{v}{1-\\beta_2^t} \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\,\\frac{\\hat m}{\\sqrt{\\hat v} + \\epsilon}
+
+    - ``eps_inside_sqrt=False`` (default): ``sqrt(v_hat) + eps``, as the course's programming
+      assignment, the Adam paper and ``torch.optim.Adam`` (Keras' "epsilon hat" differs by a
+      factor ``sqrt(1 - beta2**t)`` on eps).  ``eps_inside_sqrt=True``: ``sqrt(v_hat + eps)``,
+      as the course slides (optax's ``eps_root``).
+    - ``weight_decay`` with ``decoupled_weight_decay=False``: L2, ``g += weight_decay * param``
+      (``torch.optim.Adam``).  With ``decoupled_weight_decay=True``:
+      ``param *= 1 - lr * weight_decay`` before the update (``torch.optim.AdamW``).
+    - ``amsgrad=True``: ``v_max <- max(v_max, v)`` on the raw ``v``, then bias-corrected and used
+      in place of ``v`` (PyTorch's form); needs ``v_max``.
+    - ``maximize=True``: g = -grad.
+
+    Parameters
+    ----------
+    param, m, v, v_max : ndarray, updated in place (m, v, v_max start at zero).
+    grad : ndarray, read only.
+    step : int >= 1, the number of this update (t above), counted from 1.
+    lr : float >= 0.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
+    n_threads : int or None.
+"""
+
+_DOC["ewa"] = """One step of an exponentially weighted average, in place.
+
+    .. math::
+        \\mathrm{avg} \\leftarrow \\beta\\,\\mathrm{avg} + (1-\\beta)\\,\\mathrm{value}
+
+    Starting from ``avg = 0`` this averages over about ``1 / (1 - beta)`` values; divide by
+    ``1 - beta**t`` (``fastopt.debias``) to remove the start-up bias.
+
+    Parameters
+    ----------
+    avg : ndarray, updated in place.   value : ndarray, read only (may be read-only).
+    beta : float in [0, 1).   n_threads : int or None.
+    step, rounding, seed : the rounding of a 16-bit `avg` (as the step kernels).
+"""
