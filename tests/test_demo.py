@@ -144,7 +144,8 @@ def test_cli_tiny_run_writes_a_png(tmp_path, capsys):
     assert main(["demo", "--epochs", "2", "--seed", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("mini-batch GD", "Adam + staircase decay", "batch GD", "SGD (batch 1)",
-                 "RMSprop", "final cost", "steps/s", f"wrote {out}"):
+                 "RMSprop", "final cost", "steps/s", "bf16 nearest", "bf16 + fp32 master",
+                 "step (median)", f"wrote {out}"):
         assert name in printed
     raw = out.read_bytes()
     assert raw[:8] == PNG_SIGNATURE and raw[12:16] == b"IHDR"

@@ -1,7 +1,8 @@
 """``python -m fastopt demo``: train the demo's networks with every optimizer and compare them.
 
-Prints one table per experiment (optimizer, final cost, train and test accuracy, seconds, steps/s)
-and writes a PNG of the cost curves, the moons decision boundaries and the learning-rate curves.
+Prints one table per experiment (optimizer, final cost, train and test accuracy, seconds, steps/s;
+for bf16: storage, final cost, accuracies, median time of one step) and writes a PNG of the cost
+curves, the moons decision boundaries and the learning-rate curves.
 """
 
 import argparse
@@ -24,11 +25,14 @@ _PIP_NAMES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "tqdm": "tq
 
 def add_arguments(parser):
     """Add the demo's options to an argparse parser."""
-    parser.add_argument("--experiment", choices=("moons", "digits", "all"), default="all",
-                        help="which experiment to run (default: all)")
+    parser.add_argument("--experiment", choices=("moons", "digits", "bf16", "all"),
+                        default="all",
+                        help="which experiment to run (default: all); bf16 trains the digits "
+                             "network with Adam in float32 and in bfloat16 storage")
     parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                         help="epochs per optimizer, overriding the defaults (moons 1000, "
-                             "digits 100; SGD with batch 1 takes a tenth), for quick runs")
+                             "digits and bf16 100; SGD with batch 1 takes a tenth), for quick "
+                             "runs")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initialisation and the batch order (default 0)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
@@ -55,7 +59,7 @@ def _installed(module):
 def missing_dependencies(experiments, plot):
     """The pip names of the demo's dependencies that this run needs and cannot import."""
     needed = ["tqdm"]
-    if "digits" in experiments:
+    if "digits" in experiments or "bf16" in experiments:
         needed.append("sklearn")
     if plot:
         needed.append("matplotlib")
@@ -108,10 +112,17 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def _table(name, results):
+    if name == "bf16":
+        from .lowp import format_table as format_bf16_table
+        return format_bf16_table(results)
+    return format_table(results)
+
+
 def run(args):
     """Run the demo for parsed arguments; returns the exit code (2: a dependency is missing, or
     the figure cannot be written to ``--out``; both are checked before any training)."""
-    names = ["moons", "digits"] if args.experiment == "all" else [args.experiment]
+    names = ["moons", "digits", "bf16"] if args.experiment == "all" else [args.experiment]
     plot = not args.no_plot
     missing = missing_dependencies(names, plot)
     if missing:
@@ -136,7 +147,7 @@ def run(args):
         print(ex.describe(name, epochs, args.seed), flush=True)
         t0 = time.perf_counter()
         all_results[name] = run_experiment(epochs=epochs, seed=args.seed, progress=True)
-        print(format_table(all_results[name]))
+        print(_table(name, all_results[name]))
         print(f"({time.perf_counter() - t0:.1f} s)\n", flush=True)
     if plot:
         from .plot import plot_results

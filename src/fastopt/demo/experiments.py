@@ -1,4 +1,5 @@
-"""The demo's two experiments: the course's moons comparison and a softmax MLP on 8x8 digits.
+"""The demo's experiments: the course's moons comparison and a softmax MLP on 8x8 digits (and
+``run_bf16``, the digits MLP in 16-bit storage, whose code is in ``lowp``).
 
 Each experiment trains the same network from the same initialisation once per optimizer, with
 the same epochs and the same mini-batch order, and returns ``{optimizer name: result}`` where a
@@ -36,8 +37,8 @@ import fastopt
 
 from . import data, nn
 
-__all__ = ["MOONS_EPOCHS", "DIGITS_EPOCHS", "run_moons", "run_digits", "train", "describe",
-           "moons_runs", "digits_runs"]
+__all__ = ["MOONS_EPOCHS", "DIGITS_EPOCHS", "run_moons", "run_digits", "run_bf16", "train",
+           "describe", "moons_runs", "digits_runs"]
 
 MOONS_EPOCHS = 1000
 MOONS_LAYERS = [2, 5, 2, 1]            # the course's 3-layer network (ReLU, ReLU, sigmoid)
@@ -228,7 +229,10 @@ def run_digits(epochs=None, seed=0, progress=False):
 
 
 def describe(name, epochs, seed):
-    """A one-line description of experiment `name` ("moons" or "digits") for the CLI."""
+    """A one-line description of experiment `name` ("moons", "digits" or "bf16") for the CLI."""
+    if name == "bf16":
+        from .lowp import describe as describe_bf16
+        return describe_bf16(epochs, seed)
     if name == "moons":
         return (f"moons: 300 training / 1,000 test examples (two noisy half circles), network "
                 f"{MOONS_LAYERS} (ReLU, ReLU, sigmoid), mini-batches of {BATCH}, {epochs} "
@@ -239,5 +243,13 @@ def describe(name, epochs, seed):
             f"seed {seed}")
 
 
+def run_bf16(epochs=None, seed=0, progress=False):
+    """The digits network trained with Adam in float32 and in four bfloat16 storage schemes
+    (``fastopt.demo.lowp``, imported on first use: it builds on this module)."""
+    from .lowp import run_bf16 as run
+    return run(epochs=epochs, seed=seed, progress=progress)
+
+
 # name -> (the function, its default epochs), for the command line
-EXPERIMENTS = {"moons": (run_moons, MOONS_EPOCHS), "digits": (run_digits, DIGITS_EPOCHS)}
+EXPERIMENTS = {"moons": (run_moons, MOONS_EPOCHS), "digits": (run_digits, DIGITS_EPOCHS),
+               "bf16": (run_bf16, DIGITS_EPOCHS)}

@@ -5,7 +5,9 @@ Rows, for the experiments that were run:
 * moons: the cost curves of every optimizer (raw per mini-batch, light; smoothed with the
   bias-corrected ``fastopt.ewa``, dark) and the learning rate of every epoch of the decayed runs;
   then one decision-boundary panel per optimizer;
-* digits: the cost curves (log scale) and the train/test accuracy of every optimizer.
+* digits: the cost curves (log scale) and the train/test accuracy of every optimizer;
+* bf16: the cost curves (log scale) of Adam in float32 and in the four bfloat16 storage schemes
+  on one panel, and the fraction of parameter elements a step left unchanged in each run.
 """
 
 import numpy as np
@@ -100,19 +102,35 @@ def _accuracy_bars(ax, results):
     ax.legend(fontsize=8, loc="lower right")
 
 
+def _unchanged_bars(ax, results):
+    names = list(results)
+    x = np.arange(len(names))
+    pct = [100 * results[n]["unchanged"] for n in names]
+    bars = ax.bar(x, pct, width=0.6, color=_COLORS[:len(names)])
+    for b, p, n in zip(bars, pct, names):
+        ax.text(b.get_x() + b.get_width() / 2, p + 1, f"{p:.1f}%\n"
+                f"{1e6 * results[n]['median_step_s']:.0f} us/step", ha="center", fontsize=7)
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, min(100, max(pct) + 15) if pct else 100)
+    ax.set_ylabel("elements unchanged per step (%)")
+    ax.set_title("bf16: parameter elements a step left unchanged (mean over steps), and the "
+                 "median step time", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
 def plot_results(results, path):
-    """Write the figure for ``{"moons": results, "digits": results}`` (either may be absent) to
-    `path` as a PNG."""
+    """Write the figure for ``{"moons": results, "digits": results, "bf16": results}`` (any may
+    be absent) to `path` as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.gridspec import GridSpec
 
-    moons, digits = results.get("moons"), results.get("digits")
+    moons, digits, bf16 = results.get("moons"), results.get("digits"), results.get("bf16")
     n_moons = len(moons) if moons else 0
-    rows = (2 if moons else 0) + (1 if digits else 0)
+    rows = (2 if moons else 0) + (1 if digits else 0) + (1 if bf16 else 0)
     cols = max(n_moons, 5)
-    heights = ([1.3, 1.0] if moons else []) + ([1.3] if digits else [])
+    heights = ([1.3, 1.0] if moons else []) + ([1.3] if digits else []) + ([1.3] if bf16 else [])
     fig = plt.figure(figsize=(3.4 * cols, 4.2 * sum(heights)))
     gs = GridSpec(rows, 2 * cols, figure=fig, height_ratios=heights)
     split = (2 * cols * 3) // 5
@@ -136,9 +154,18 @@ def plot_results(results, path):
                      f"digits: cost per mini-batch (light) and smoothed (bias-corrected EWA), "
                      f"{first['epochs']} epochs", log=True)
         _accuracy_bars(fig.add_subplot(gs[row, split:]), digits)
+        row += 1
+    if bf16:
+        first = next(iter(bf16.values()))
+        _cost_curves(fig.add_subplot(gs[row, :split]), bf16,
+                     f"bf16: digits with Adam (lr {first['lr']}), float32 vs bfloat16 storage, "
+                     f"cost per mini-batch (light) and smoothed, {first['epochs']} epochs",
+                     log=True)
+        _unchanged_bars(fig.add_subplot(gs[row, split:]), bf16)
     fig.suptitle("fastopt demo: the optimizers of the course, on fastopt's kernels",
                  fontsize=14)
-    fig.tight_layout()
+    # keep 0.4 inch above the panels for the title, whatever the figure's height
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / fig.get_figheight()))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
