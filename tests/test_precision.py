@@ -271,3 +271,13 @@ def test_checkpoint_round_trips_16_bit_state_bitwise(options, rng, tmp_path):
         with pytest.raises(ValueError, match="dtype"):
             fastopt.load_state(path, plain)
         assert plain.step_count == 0
+
+
+def test_clip_grad_norm_scales_bfloat16_gradients_in_float32(rng):
+    g32 = rng.standard_normal(5000).astype(np.float32)
+    g = g32.astype(BF16)
+    expect_norm = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
+    norm = fastopt.clip_grad_norm([g], max_norm=1.0)
+    assert norm == pytest.approx(expect_norm, rel=1e-12)
+    coef = np.float32(1.0 / (expect_norm + 1e-6))
+    assert_same_bits(g, reference.round_nearest(g32.astype(BF16).astype(np.float32) * coef, BF16))

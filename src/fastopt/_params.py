@@ -1,7 +1,7 @@
 """Parameter containers shared by the optimizers, EMA and clipping.
 
 Parameters come as a dict of name -> array (the course's ``parameters["W1"]``) or as a list/tuple of
-arrays.  ``ParamSet`` fixes their order once, checks them once (float32/float64, C-contiguous,
+arrays.  ``ParamSet`` fixes their order once, checks them once (float64, float32, float16 or bfloat16, C-contiguous,
 aligned, writeable: they are updated in place), and maps each step's gradients onto that order.
 """
 

@@ -144,7 +144,7 @@ def norm_and_finite_multi(list arrays, *, n_threads=None, labels=None):
 
 
 def check_param_arrays(list arrays, labels=None):
-    """Validate arrays an optimizer will update in place (float32/float64, C-contiguous, aligned,
+    """Validate arrays an optimizer will update in place (float64, float32, float16, bfloat16; C-contiguous, aligned,
     writeable, native byte order); raise TypeError/ValueError naming the offending one."""
     cdef Py_ssize_t k
     _check_labels(labels, len(arrays), "params")

@@ -47,7 +47,9 @@ def clip_grad_norm(grads, max_norm, *, eps=1e-6):
 
     Parameters
     ----------
-    grads : ndarray, dict of arrays or list of arrays (float32/float64, C-contiguous, writeable).
+    grads : ndarray, dict of arrays or list of arrays (float64, float32, float16 or
+        bfloat16, C-contiguous, writeable; 16-bit arrays are scaled in float32 and rounded to
+        nearest).
     max_norm : float >= 0.
     eps : float >= 0, added to the norm in the denominator.
 
