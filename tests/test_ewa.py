@@ -278,7 +278,7 @@ def test_ewa_zero_dim_input():
 
 
 @pytest.mark.parametrize("series", [np.array(["a", "b"]), np.array([1 + 1j, 2.0]),
-                                    np.array([1.0, 2.0], dtype=np.float16),
+                                    np.array([1.0, 2.0], dtype=np.longdouble),
                                     np.array([None, 1.0], dtype=object)])
 def test_ewa_unsupported_input_dtype(series):
     with pytest.raises(TypeError, match="series"):

@@ -281,3 +281,14 @@ def test_clip_grad_norm_scales_bfloat16_gradients_in_float32(rng):
     assert norm == pytest.approx(expect_norm, rel=1e-12)
     coef = np.float32(1.0 / (expect_norm + 1e-6))
     assert_same_bits(g, reference.round_nearest(g32.astype(BF16).astype(np.float32) * coef, BF16))
+
+
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bf16", "f16"])
+def test_ewa_and_debias_of_16_bit_input_compute_in_float32(dtype, rng):
+    x = rng.standard_normal((50, 3)).astype(np.float32).astype(dtype)
+    got = fastopt.ewa(x, beta=0.9)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, reference.ewa(x.astype(np.float32), beta=0.9), rtol=1e-6)
+    d = fastopt.debias(x[0], beta=0.9, step=2)
+    assert d.dtype == np.float32
+    np.testing.assert_allclose(d, x[0].astype(np.float32) / np.float32(1 - 0.81), rtol=1e-6)

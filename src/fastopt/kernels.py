@@ -44,8 +44,10 @@ def _as_float_array(x, name):
         return a if _plain(a) else a.copy()
     if a.dtype.kind in "biu":
         return a.astype(np.float64)
-    raise TypeError(f"{name} must hold real numbers (float32/float64, or integers, which are "
-                    f"converted to float64), got dtype {a.dtype}")
+    if a.dtype == np.float16 or (_k.BFLOAT16 is not None and a.dtype == _k.BFLOAT16):
+        return a.astype(np.float32)     # 16-bit input: computed (and returned) in float32
+    raise TypeError(f"{name} must hold real numbers (float32/float64; float16/bfloat16, computed "
+                    f"in float32; or integers, converted to float64), got dtype {a.dtype}")
 
 
 def _check_out(out, shape, dtype):
