@@ -192,7 +192,8 @@ def test_smoke_mixed(capsys):
             expected = [("fastopt adam_step", True, info.bytes_per_element()),
                         ("same-traffic ref", True, info.ref_bytes_per_element())]
             if info.fp32:
-                expected.append(("fastopt float32 Adam", False, 28))
+                expected += [("fastopt float32 Adam", False, 28),
+                             ("float32 same-traffic ref", False, 28)]
             if info.torch and torch is not None:
                 expected.append((f"torch Adam fused {info.param}", True, 14))
         for label, of_ref, nbytes in expected:
@@ -225,6 +226,11 @@ def test_smoke_mixed(capsys):
                              r"\(target >= 0\.85\)", targets, re.M)
         assert re.search(what.format("clip") + rf"clip \+ step = {RATIO}x \(step \+ one read "
                          r"pass\) \(target <= 1\.2x\)", targets, re.M)
+    for info_line in re.findall(r"^  \[info\] .*$", targets, re.M):
+        assert re.match(rf"^  \[info\] \S+ Adam 2\^10, \d thread\(s\): that ref moves {RATIO} "
+                        rf"GB/s, {RATIO} of float32 same_traffic_step's {RATIO} GB/s, so 'of "
+                        rf"ref' flatters the step: per the float32 rate it is {RATIO}$",
+                        info_line), info_line
     assert not re.search(r"adam_step on 1 element", targets)     # no kernel tables
     assert get_num_threads() == threads0
     if torch is not None:

@@ -719,7 +719,9 @@ class MixedInfo:
     Every case is timed against its same-traffic reference, ``same_traffic_step(param, grad,
     [aux,] m, v)`` on copies of its arrays; `of_ref` is the target for ref time / step time.
     `fp32` and `torch` (targets: how many times faster, or None) add float32 Adam on float32
-    arrays and ``torch.optim.Adam(fused=True)`` on the case's tensors.
+    arrays and ``torch.optim.Adam(fused=True)`` on the case's tensors; `fp32` also adds the
+    float32 Adam's own same-traffic ref (native float32 loops), the memory rate the other refs
+    are compared with (the 16-bit refs run a plain block loop, which may not reach it).
 
     `clip`: the clip + step case instead (float32): ``norm_and_finite_multi([g])``, then
     ``adam_step_multi([p], [g], [m], [v], grad_scale=coef)`` with clipping active on every call,
@@ -796,7 +798,8 @@ def mixed_impls(info, torch_available=False):
     out = [Impl("fastopt", "fastopt adam_step", "fastopt"),
            Impl("ref", "same-traffic ref", "ref")]
     if info.fp32:
-        out.append(Impl("fp32", "fastopt float32 Adam", "fp32"))
+        out += [Impl("fp32", "fastopt float32 Adam", "fp32"),
+                Impl("fp32-ref", "float32 same-traffic ref", "fp32-ref")]
     if info.torch and torch_available:
         out.append(Impl("torch-fused", f"torch Adam fused {info.param}", "torch", torch=True))
     return out
@@ -845,7 +848,7 @@ class MixedCase:
         info = self.info
         if impl_id == "ref":
             return info.ref_bytes_per_element() * self.n
-        if impl_id == "fp32":
+        if impl_id in ("fp32", "fp32-ref"):
             return KERNELS["adam"].arrays_moved * 4 * self.n
         if impl_id == "step":
             return (info.bytes_per_element() - bench_dtype(info.grad).itemsize) * self.n
@@ -869,10 +872,11 @@ class MixedCase:
             state = ([r[info.aux]] if info.aux else []) + [r["m"], r["v"]]
             return bind(_fk.same_traffic_step, (r["param"], r["grad"], *state),
                         {"n_threads": threads})
-        if impl_id == "fp32":
+        if impl_id in ("fp32", "fp32-ref"):
             if self._fp32 is None:
                 self._fp32 = Case("adam", self.n, np.float32, seed=SEED + 1)
-            return fastopt_fn(self._fp32, threads)
+            fn = fastopt_fn if impl_id == "fp32" else traffic_fn
+            return fn(self._fp32, threads)
         if impl_id == "torch-fused":
             tp = torch.nn.Parameter(torch_tensor(a["param"], torch))
             tp.grad = torch_tensor(a["grad"], torch)

@@ -339,7 +339,9 @@ def print_mixed_legend(threads, repeat):
           f"dtypes and sizes), {threads} thread(s) (and 1), median of {repeat}.\nB/el: bytes "
           f"the row moves per element.  GB/s: those bytes / median time.  of ref: ref time / "
           f"this time, same threads (rows with the ref's bytes).  fastopt x: this time / the "
-          f"fastopt row's time, same threads.  iqr: interquartile range / median.")
+          f"fastopt row's time, same threads.  iqr: interquartile range / median.\nfloat32 "
+          f"same-traffic ref (bf16 case): float32 Adam's ref, native float32 loops: the memory "
+          f"rate the [info] lines compare the 16-bit refs with.")
 
 
 def _mixed_operands(info):
@@ -388,7 +390,10 @@ def mixed_target_lines(results, threads):
 
     ``of ref`` is the ref's time / the step's time; where the ref moves more bytes than the step
     (the master case: it also reads the param), the ratio per byte (GB/s / the ref's GB/s) is
-    the one judged, and both are printed."""
+    the one judged, and both are printed.  An ``[info]`` line follows when a case's ref moves its
+    bytes at under 0.8 of float32 same_traffic_step's rate (the bf16 case's ``float32
+    same-traffic ref`` row): the 16-bit refs run a plain block loop that may not reach the
+    memory limit, and the step's GB/s against the float32 rate is then printed too."""
     lines = []
 
     def line(ok, text, *cands):
@@ -397,7 +402,15 @@ def mixed_target_lines(results, threads):
         note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
         lines.append(f"  [{'ok' if ok else 'MISS'}] {text}{note}")
 
+    def info_line(text):
+        lines.append(f"  [info] {text}")
+
     ts = sorted({threads, 1}, reverse=True)
+    n_all = [n for (_, n) in results]
+    n_max = max(n_all) if n_all else None
+    mem = {t: c for t in ts                            # the float32 memory rate, per threads
+           for key in results if key[1] == n_max
+           for c in [_tcand(results, key, "fp32-ref", t)] if c}
     for name, info in MIXED.items():
         sizes = [n for (k, n) in results if k == name]
         if not sizes:
@@ -425,6 +438,13 @@ def mixed_target_lines(results, threads):
             else:
                 line(r >= info.of_ref, f"{what}: {r:.2f} of the same-traffic ref "
                                        f"(target >= {info.of_ref})", fo, ref)
+            if t in mem and n == n_max:
+                rate, base = ref.nbytes / ref.median, mem[t].nbytes / mem[t].median
+                if rate < 0.8 * base:
+                    info_line(f"{what}: that ref moves {rate / 1e9:.1f} GB/s, {rate / base:.2f} "
+                              f"of float32 same_traffic_step's {base / 1e9:.1f} GB/s, so 'of "
+                              f"ref' flatters the step: per the float32 rate it is "
+                              f"{fo.nbytes / fo.median / base:.2f}")
             fp = _tcand(results, key, "fp32", t)
             if info.fp32 and fp:
                 x = fp.median / fo.median
