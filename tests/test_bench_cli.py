@@ -6,6 +6,7 @@ the thread counts back), not measurements: no timing is asserted.
 
 import re
 
+import numpy as np
 import pytest
 
 from fastopt._config import get_num_threads, get_serial_threshold
@@ -23,9 +24,9 @@ def _section(out, title):
     return lines[start + 1:end]
 
 
-def _kernel_title(info):
-    return (f"{info.name}: {info.reads} reads + {info.writes} writes per element "
-            f"(same-traffic ref: same_traffic_step({', '.join(info.arrays)}))")
+def _kernel_title(info, dtype="float32", itemsize=4):
+    return (f"{info.name} {dtype}: {info.reads} reads + {info.writes} writes per element of "
+            f"{itemsize} bytes (same-traffic ref: same_traffic_step({', '.join(info.arrays)}))")
 
 
 def _kernel_row(label):
@@ -33,6 +34,22 @@ def _kernel_row(label):
     vs in-place, fastopt x, iqr."""
     return re.compile(rf"^\s*(?:2\^10)?\s+{re.escape(label)}\s+\d+\s+{RATIO}\s+{RATIO}\s+"
                       rf"({RATIO})\s+({RATIO})x\s+({RATIO})x\s+({RATIO})x\s+\d+%$")
+
+
+def _lowp_row(label, of_ref=True):
+    """A 16-bit kernel-table row: size (first row only), label, thr, µs, GB/s, of ref ("-" for
+    the float32 baseline: other bytes), vs fp32, fastopt x, iqr."""
+    ref = f"({RATIO})" if of_ref else "(-)"
+    return re.compile(rf"^\s*(?:2\^10)?\s+{re.escape(label)}\s+\d+\s+{RATIO}\s+{RATIO}\s+"
+                      rf"{ref}\s+({RATIO})x\s+({RATIO})x\s+\d+%$")
+
+
+def _mixed_row(label, of_ref=True):
+    """A mixed-precision row: size (first row only), label, thr, µs, B/el, GB/s, of ref,
+    fastopt x, iqr."""
+    ref = f"({RATIO})" if of_ref else "(-)"
+    return re.compile(rf"^\s*(?:2\^10)?\s+{re.escape(label)}\s+\d+\s+{RATIO}\s+(\d+)\s+"
+                      rf"{RATIO}\s+{ref}\s+({RATIO})x\s+\d+%$")
 
 
 def _training_row(label):
@@ -58,6 +75,7 @@ def test_smoke_prints_every_table_and_ratio(capsys):
 
     # the kernel tables: every kernel, with every implementation and its ratios
     assert out.count(report.HEADER) == len(cases.KERNELS)
+    assert report.HEADER_LOWP not in out               # float32 only by default
     for info in cases.KERNELS.values():
         section = _section(out, _kernel_title(info))
         assert section[0] == report.HEADER, info.name
@@ -102,6 +120,123 @@ def test_smoke_prints_every_table_and_ratio(capsys):
         assert torch.get_num_threads() == torch_threads0
 
 
+def test_smoke_dtype_axis(capsys):
+    """--dtype float32,bfloat16: every kernel table twice; the bfloat16 ones with the
+    same-traffic ref, the float32 baseline (vs fp32) and torch on bf16 tensors, no NumPy rows."""
+    torch = cases.import_torch()
+    threads0 = get_num_threads()
+    assert main(["bench", "--smoke", "--suite", "kernels", "--dtype", "float32,bfloat16"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Traceback" not in out + captured.err
+    assert "dtypes float32, bfloat16," in out
+    assert out.count(report.HEADER) == len(cases.KERNELS)
+    assert out.count(report.HEADER_LOWP) == len(cases.KERNELS)
+    assert re.search(r"^bfloat16: every array of the update bfloat16, computed in float32", out,
+                     re.M)
+    assert "numpy course, numpy in-place: float32/float64 only, left out." in out
+    for info in cases.KERNELS.values():
+        f32 = _section(out, _kernel_title(info))
+        assert f32[0] == report.HEADER
+        assert _rows(f32[1:], _kernel_row("numpy in-place")), info.name
+        section = _section(out, _kernel_title(info, "bfloat16", 2))
+        assert section[0] == report.HEADER_LOWP, info.name
+        rows = section[1:]
+        fastopt = _rows(rows, _lowp_row("fastopt"))
+        assert fastopt, f"{info.name}: no fastopt row"
+        for m in fastopt:
+            assert float(m.group(3)) == 1.0            # fastopt x: fastopt against itself
+        base = _rows(rows, _lowp_row("fastopt float32", of_ref=False))
+        assert base, f"{info.name}: no float32 baseline row"
+        for m in base:
+            assert float(m.group(2)) == 1.0            # vs fp32: the baseline against itself
+        labels = ["same-traffic ref"]
+        if torch is not None:
+            labels += [label for label, _ in cases.torch_variants(info.name)]
+        for label in labels:
+            assert _rows(rows, _lowp_row(label)), f"{info.name}: no {label!r} row"
+        assert not any("numpy" in r for r in rows)
+        assert len(rows) == len(fastopt) + len(base) + sum(
+            len(_rows(rows, _lowp_row(x))) for x in labels)
+    assert "not available" not in out
+    targets = out.split("\ntargets:\n", 1)[1]
+    assert re.search(r"^  \[(ok|MISS)\] adam_step on 1 element costs", targets, re.M)
+    assert "targets are stated for float32" not in targets
+    assert get_num_threads() == threads0
+
+
+def test_smoke_mixed(capsys):
+    """--suite mixed: one table per mixed-precision case, every row with its ratios, and every
+    target line, for both thread counts."""
+    torch = cases.import_torch()
+    threads0 = get_num_threads()
+    torch_threads0 = torch.get_num_threads() if torch is not None else None
+    assert main(["bench", "--smoke", "--suite", "mixed"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Traceback" not in out + captured.err
+    assert report.HEADER not in out                    # no kernel tables, no training section
+    assert "\nadam: one step over" not in out
+    threads = sorted({threads0, 1}, reverse=True)
+    for info in cases.MIXED.values():
+        title = next(line for line in out.splitlines() if line.startswith(f"{info.name}: "))
+        assert f"; {info.bytes_per_element()} B/element; ref: " in title
+        section = _section(out, title)
+        assert section[0] == report.MIXED_HEADER
+        rows = section[1:]
+        if info.clip:
+            expected = [("norm_and_finite + step(scale)", True, 32),
+                        ("step + sumsq_multi (1 read)", True, 32),
+                        ("adam_step_multi alone", False, 28)]
+        else:
+            expected = [("fastopt adam_step", True, info.bytes_per_element()),
+                        ("same-traffic ref", True, info.ref_bytes_per_element())]
+            if info.fp32:
+                expected += [("fastopt float32 Adam", False, 28),
+                             ("float32 same-traffic ref", False, 28)]
+            if info.torch and torch is not None:
+                expected.append((f"torch Adam fused {info.param}", True, 14))
+        for label, of_ref, nbytes in expected:
+            found = _rows(rows, _mixed_row(label, of_ref))
+            assert len(found) == len(threads), f"{info.name}: {label!r}"
+            assert all(int(m.group(1)) == nbytes for m in found), f"{info.name}: {label!r}"
+        assert len(rows) == len(expected) * len(threads), info.name
+        assert float(_rows(rows, _mixed_row(expected[0][0]))[0].group(3)) == 1.0
+    assert "found nothing to clip" not in out
+    assert "not available" not in out
+
+    targets = out.split("\ntargets:\n", 1)[1]
+    for t in threads:
+        what = rf"^  \[(ok|MISS)\] {{}} Adam 2\^10, {t} thread\(s\): "
+        assert re.search(what.format("bf16") + rf"{RATIO} of the same-traffic ref "
+                         r"\(target >= 0\.9\)", targets, re.M)
+        assert re.search(what.format("bf16") + rf"{RATIO}x faster than float32 Adam on float32 "
+                         r"arrays \(target >= 1\.8x\)", targets, re.M)
+        if torch is not None:
+            assert re.search(what.format("bf16") + rf"{RATIO}x faster than "
+                             r"torch\.optim\.Adam\(fused=True\) on the bfloat16 tensors "
+                             r"\(target >= 2\.0x\)", targets, re.M)
+        assert re.search(what.format("master") + rf"{RATIO} of the same-traffic ref per byte "
+                         rf"\({RATIO} in time; the ref moves 30 B/element, the step 28\) "
+                         r"\(target >= 0\.9\)", targets, re.M)
+        assert re.search(what.format("f32-bf16-state") + rf"{RATIO} of the same-traffic ref "
+                         r"\(target >= 0\.9\)", targets, re.M)
+        for name in ("stochastic", "kahan"):
+            assert re.search(what.format(name) + rf"{RATIO} of the same-traffic ref "
+                             r"\(target >= 0\.85\)", targets, re.M)
+        assert re.search(what.format("clip") + rf"clip \+ step = {RATIO}x \(step \+ one read "
+                         r"pass\) \(target <= 1\.2x\)", targets, re.M)
+    for info_line in re.findall(r"^  \[info\] .*$", targets, re.M):
+        assert re.match(rf"^  \[info\] \S+ Adam 2\^10, \d thread\(s\): that ref moves {RATIO} "
+                        rf"GB/s, {RATIO} of float32 same_traffic_step's {RATIO} GB/s, so 'of "
+                        rf"ref' flatters the step: per the float32 rate it is {RATIO}$",
+                        info_line), info_line
+    assert not re.search(r"adam_step on 1 element", targets)     # no kernel tables
+    assert get_num_threads() == threads0
+    if torch is not None:
+        assert torch.get_num_threads() == torch_threads0
+
+
 def test_smoke_threshold(capsys):
     old = get_serial_threshold()
     assert main(["bench", "--threshold", "--smoke", "--kernels", "sgd,ewa"]) == 0
@@ -117,6 +252,9 @@ def test_smoke_threshold(capsys):
     (["--suite", "nope"], "argument --suite: invalid choice: 'nope'"),
     (["--repeat", "many"], "argument --repeat: invalid int value: 'many'"),
     (["--smoke", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--smoke", "--dtype", "float32,float8"],
+     "argument --dtype: unknown dtype 'float8'; choose from float32,float64,float16,bfloat16"),
+    (["--smoke", "--dtype", ","], "argument --dtype: no dtype given; choose from float32,"),
 ])
 def test_bad_argument_is_a_usage_error(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:

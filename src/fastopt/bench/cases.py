@@ -5,7 +5,11 @@
   careful in-place NumPy twin, the hyperparameters all three are called with, the torch.optim
   class and its arguments).  :func:`fastopt_fn`, :func:`course_fn`, :func:`inplace_fn` and
   :func:`torch_fn` only read that table.
-* :class:`Case`: the arrays of one (kernel, size, dtype) benchmark.
+* :class:`Case`: the arrays of one (kernel, size, dtype) benchmark; float32, float64, float16 or
+  bfloat16 (:data:`BENCH_DTYPES`, every array in that dtype).
+* :data:`MIXED`: the mixed-precision Adam cases (16-bit storage, float32 master, 16-bit state,
+  stochastic rounding, Kahan compensation, clipping folded into the step), one row each, and
+  :class:`MixedCase`, the arrays of one.
 * the training-loop cases (:class:`MultiAdamCase`, :class:`ClipCase`, :class:`EpochCase`) and
   their rows (:class:`Impl`).
 * :func:`check_twins` and :func:`check_training_baselines`: the baselines compute what fastopt
@@ -32,6 +36,9 @@ from .. import reference as _ref
 LR = 1e-3
 STEP = 10            # Adam's step counter: fixed, so every call does the same work
 WD = 1e-2            # AdamW's decoupled weight decay
+
+BENCH_DTYPES = ("float32", "float64", "float16", "bfloat16")   # --dtype
+LOWP_DTYPES = ("float16", "bfloat16")         # 16-bit storage, float32 compute
 
 DEFAULT_SIZES = (10, 14, 17, 20, 24)          # powers of two
 QUICK_SIZES = (10, 14, 20)                    # --quick adds 2^24 for adam (out of cache)
@@ -150,6 +157,71 @@ KERNELS = {k.name: k for k in (
 )}
 
 
+def bench_dtype(name):
+    """The NumPy dtype of a --dtype name (bfloat16: ``ml_dtypes.bfloat16``); ValueError for
+    anything else."""
+    if name not in BENCH_DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose from {','.join(BENCH_DTYPES)}")
+    if name == "bfloat16":
+        bf16 = _dispatch.kernels.BFLOAT16
+        if bf16 is None:                                 # pragma: no cover - ml_dtypes is needed
+            raise ValueError("bfloat16 needs the ml_dtypes package")
+        return bf16
+    return np.dtype(name)
+
+
+def is_lowp(dtype):
+    """True for the 16-bit storage types (float16, bfloat16)."""
+    return np.dtype(dtype).itemsize == 2
+
+
+def dtype_name(dtype):
+    return np.dtype(dtype).name
+
+
+# Starting values per operand, in float32 before the cast to the storage type: (scale, offset).
+# float16 gets gradients 10x larger (and v, sq_avg 100x): with the float32 ranges its v (~1e-6)
+# and part of its m would be subnormal (float16's smallest normal is 6.1e-5), and the speed of
+# 16-bit subnormals is not what is measured here.
+_START = {"grad": (1e-3, 1e-4), "value": (1e-3, 1e-4),       # (0, 1e-3] + 1e-4
+          "sq_avg": (1e-6, 1e-8), "v": (1e-6, 1e-8),         # > 0
+          "m": (1e-3, 0.0), "velocity": (1e-3, 0.0)}
+_F16_FACTOR = {"grad": 10, "value": 10, "m": 10, "velocity": 10, "sq_avg": 100, "v": 100}
+_PARAM_START = (1.0, -0.5)                                    # param, avg: [-0.5, 0.5)
+
+
+def start_array(name, n, dtype, rng):
+    """The starting values of operand `name` (as :class:`Case`'s docstring says) in `dtype`.
+    float32/float64 are drawn in that dtype (the numbers of the float tables never changed);
+    16-bit ones are drawn in float32 and rounded once."""
+    dtype = np.dtype(dtype)
+    scale, offset = _START.get(name, _PARAM_START)
+    if not is_lowp(dtype):
+        a = rng.random(n, dtype=dtype)                        # [0, 1)
+        if offset < 0:
+            a += offset
+        else:
+            a *= scale
+            if offset:
+                a += offset
+        return a
+    a = rng.random(n, dtype=np.float32)
+    if dtype == np.float16 and name in _F16_FACTOR:
+        k = _F16_FACTOR[name]
+        scale, offset = scale * k, offset * k
+    a *= scale
+    a += offset
+    return a.astype(dtype)
+
+
+def torch_tensor(a, torch):
+    """A torch tensor sharing `a`'s memory (no copy): ``torch.from_numpy``, through an int16 view
+    for bfloat16 (torch does not know ml_dtypes' type)."""
+    if a.dtype == _dispatch.kernels.BFLOAT16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def size_label(n):
     """``2^k`` for a power of two, else the count."""
     k = n.bit_length() - 1
@@ -163,6 +235,13 @@ class Case:
     The gradient (``value`` for EWA) is positive, so that the same-traffic reference's
     ``x += grad`` keeps Adam's ``v`` and RMSprop's ``sq_avg`` positive; every implementation stays
     finite and away from denormals however often it runs (the sign does not change the speed).
+
+    With a 16-bit dtype every array is 16-bit and the same-traffic reference adds 1 to the raw
+    bits of each written array: repeated thousands of times that walks the values through Inf,
+    NaN and subnormal patterns (harmless to it: integer adds), which would slow down a kernel
+    computing on them.  So the reference runs on copies of the arrays (`ref_arrays`: the same
+    dtypes and sizes, hence the same bytes); for float32/float64 it shares them.  The NumPy
+    twins (`scratch`) exist for float32/float64 only.
     """
 
     def __init__(self, kernel, n, dtype=np.float32, seed=0):
@@ -170,23 +249,17 @@ class Case:
         self.kernel = kernel
         self.n = int(n)
         self.dtype = np.dtype(dtype)
+        self.lowp = is_lowp(self.dtype)
+        self.seed = seed
         rng = np.random.default_rng(seed)
-        arrs = []
-        for name in self.info.arrays:
-            a = rng.random(self.n, dtype=self.dtype)             # [0, 1)
-            if name in ("grad", "value"):
-                a *= 1e-3                                         # (0, 1e-3]
-                a += 1e-4
-            elif name in ("sq_avg", "v"):
-                a *= 1e-6                                         # > 0
-                a += 1e-8
-            elif name in ("m", "velocity"):
-                a *= 1e-3
-            else:                                                 # param, avg
-                a -= 0.5
-            arrs.append(a)
-        self.arrays = tuple(arrs)
-        self.scratch = np.empty(self.n, dtype=self.dtype)
+        self.arrays = tuple(start_array(name, self.n, self.dtype, rng)
+                            for name in self.info.arrays)
+        if self.lowp:
+            self.ref_arrays = tuple(a.copy() for a in self.arrays)
+            self.scratch = None
+        else:
+            self.ref_arrays = self.arrays
+            self.scratch = np.empty(self.n, dtype=self.dtype)
 
     @property
     def nbytes_moved(self):
@@ -224,17 +297,24 @@ def fastopt_fn(case, n_threads):
 
 
 def traffic_fn(case, n_threads):
-    """same_traffic_step over the arrays the update writes, reading the read-only one."""
-    written, value, *state = case.arrays
+    """same_traffic_step over the arrays the update writes, reading the read-only one (on the
+    case's `ref_arrays`)."""
+    written, value, *state = case.ref_arrays
     st = _fk.same_traffic_step
     return lambda: st(written, value, *state, n_threads=n_threads)
 
 
 def course_fn(case):
+    """The NumPy course twin (float32/float64 cases only)."""
+    if case.lowp:
+        raise ValueError(f"no NumPy baseline for {case.dtype}")
     return bind(case.info.reference, case.arrays, case.info.hyper)
 
 
 def inplace_fn(case):
+    """The careful in-place NumPy twin (float32/float64 cases only)."""
+    if case.lowp:
+        raise ValueError(f"no NumPy baseline for {case.dtype}")
     return bind(case.info.inplace, case.arrays + (case.scratch,), case.info.hyper)
 
 
@@ -260,14 +340,15 @@ def torch_variants(kernel):
 
 
 def torch_fn(case, mode, torch):
-    """One torch.optim step on the case's param and grad (shared with NumPy, no copy); the
-    optimizer keeps its own state tensors.  One warm-up step creates the state."""
+    """One torch.optim step on the case's param and grad (shared with NumPy, no copy; 16-bit
+    ones as torch.bfloat16 / torch.float16 tensors); the optimizer keeps its own state tensors
+    (in the param's dtype).  One warm-up step creates the state."""
     info = case.info
     if info.torch_name is None:
         raise ValueError(case.kernel)
     p, g = case.arrays[0], case.arrays[1]
-    tp = torch.nn.Parameter(torch.from_numpy(p))
-    tp.grad = torch.from_numpy(g)
+    tp = torch.nn.Parameter(torch_tensor(p, torch))
+    tp.grad = torch_tensor(g, torch)
     opt = getattr(torch.optim, info.torch_name)([tp], **info.torch_hyper, **{mode: True})
     opt.step()
     return opt.step
@@ -614,3 +695,243 @@ def check_training_baselines():
     if not (math.isclose(n1, n2, rel_tol=1e-5)
             and all(np.allclose(x, y, rtol=1e-5) for x, y in zip(a, b))):
         raise AssertionError("the NumPy clipping baseline differs from clip_grad_norm")
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixed precision: Adam with 16-bit storage, master copies, 16-bit state, stochastic rounding,
+# Kahan compensation, and clipping folded into the step
+# ------------------------------------------------------------------------------------------------
+
+MIXED_SIZES = (20, 24)                          # powers of two
+QUICK_MIXED_SIZES = (24,)                       # --quick: 2^24 only (out of cache)
+SMOKE_MIXED_SIZES = (10,)
+MIXED_SEED = 1234                               # stochastic rounding's seed
+CLIP_FRACTION = 0.5                             # clip+step: max_norm = this x the gradient's norm
+
+
+@dataclass(frozen=True)
+class MixedInfo:
+    """One mixed-precision Adam case.
+
+    `param`, `grad`, `state` (m and v) are the storage types; `aux` is None, "master" (a float32
+    master copy: ``master=``) or "compensation" (a Kahan buffer of the param's dtype:
+    ``compensation=``); `options` are more ``adam_step`` keywords (``rounding``, ``seed``).
+    Every case is timed against its same-traffic reference, ``same_traffic_step(param, grad,
+    [aux,] m, v)`` on copies of its arrays; `of_ref` is the target for ref time / step time.
+    `fp32` and `torch` (targets: how many times faster, or None) add float32 Adam on float32
+    arrays and ``torch.optim.Adam(fused=True)`` on the case's tensors; `fp32` also adds the
+    float32 Adam's own same-traffic ref (native float32 loops), the memory rate the other refs
+    are compared with (the 16-bit refs run a plain block loop, which may not reach it).
+
+    `clip`: the clip + step case instead (float32): ``norm_and_finite_multi([g])``, then
+    ``adam_step_multi([p], [g], [m], [v], grad_scale=coef)`` with clipping active on every call,
+    against the step alone plus one read pass (``adam_step_multi`` then ``sumsq_multi([g])``);
+    `clip_goal` is the target for its time / that time.
+    """
+    name: str
+    title: str
+    param: str = "bfloat16"
+    grad: str = "bfloat16"
+    state: str = "bfloat16"
+    aux: str = None
+    options: dict = field(default_factory=dict)
+    of_ref: float = None
+    fp32: float = None
+    torch: float = None
+    clip: bool = False
+    clip_goal: float = None
+
+    @property
+    def aux_dtype(self):
+        return {"master": "float32", "compensation": self.param}.get(self.aux)
+
+    def operands(self):
+        """[(name, dtype name)] of the step's arrays: param, grad, [aux,] m, v."""
+        out = [("param", self.param), ("grad", self.grad)]
+        if self.aux:
+            out.append((self.aux, self.aux_dtype))
+        return out + [("m", self.state), ("v", self.state)]
+
+    def bytes_per_element(self):
+        """What the step moves per element: grad read once; param read and written (only
+        written with a master, which is read and written in its place); the rest read and
+        written.  Clip + step: its norm pass reads grad once more."""
+        size = {name: bench_dtype(dt).itemsize for name, dt in self.operands()}
+        total = sum(2 * b for b in size.values()) - size["grad"]
+        if self.aux == "master":
+            total -= size["param"]
+        if self.clip:
+            total += size["grad"]
+        return total
+
+    def ref_bytes_per_element(self):
+        """What the reference moves: every array but grad read and written, grad read (clip:
+        the step plus one read pass over grad, the same bytes as the clip + step)."""
+        if self.clip:
+            return self.bytes_per_element()
+        size = {name: bench_dtype(dt).itemsize for name, dt in self.operands()}
+        return sum(2 * b for b in size.values()) - size["grad"]
+
+
+MIXED = {m.name: m for m in (
+    MixedInfo("bf16", "pure bf16 Adam", of_ref=0.9, fp32=1.8, torch=2.0),
+    MixedInfo("master", "bf16 param with a float32 master (master=)", state="float32",
+              aux="master", of_ref=0.9),
+    MixedInfo("f32-bf16-state", "float32 param, bf16 state", param="float32", grad="float32",
+              of_ref=0.9),
+    MixedInfo("stochastic", f"pure bf16 Adam, rounding='stochastic' (step={STEP}, "
+              f"seed={MIXED_SEED})", options={"rounding": "stochastic", "seed": MIXED_SEED},
+              of_ref=0.85),
+    MixedInfo("kahan", "bf16 Adam with Kahan compensation=", aux="compensation", of_ref=0.85),
+    MixedInfo("clip", "clip + step: norm_and_finite_multi([g]), then adam_step_multi(..., "
+              "grad_scale=coef), clipping active", param="float32", grad="float32",
+              state="float32", clip=True, clip_goal=1.2),
+)}
+
+
+def mixed_impls(info, torch_available=False):
+    """The rows of one mixed case (:class:`Impl`)."""
+    if info.clip:
+        return [Impl("clip-step", "norm_and_finite + step(scale)", "fastopt"),
+                Impl("ref", "step + sumsq_multi (1 read)", "ref"),
+                Impl("step", "adam_step_multi alone", "step")]
+    out = [Impl("fastopt", "fastopt adam_step", "fastopt"),
+           Impl("ref", "same-traffic ref", "ref")]
+    if info.fp32:
+        out += [Impl("fp32", "fastopt float32 Adam", "fp32"),
+                Impl("fp32-ref", "float32 same-traffic ref", "fp32-ref")]
+    if info.torch and torch_available:
+        out.append(Impl("torch-fused", f"torch Adam fused {info.param}", "torch", torch=True))
+    return out
+
+
+class MixedCase:
+    """The arrays of one mixed-precision case (:data:`MIXED`) at `n` elements, with the training
+    cases' interface (`impls`, `fn`, `nbytes`).
+
+    Starting values as :class:`Case`'s (a master starts equal to its param, a compensation at
+    zero).  The reference runs on copies (see :class:`Case`: its raw-bit adds would walk the
+    16-bit values into subnormals); the float32 baseline has float32 arrays of its own; torch
+    shares the param and grad (its state is its own).  The clip + step case shares its arrays
+    with its reference (float32 only, both are real steps).
+    """
+
+    setup = None
+
+    def __init__(self, info, n, seed=SEED):
+        self.info, self.n = info, int(n)
+        self.name, self.label = info.name, size_label(self.n)
+        rng = np.random.default_rng(seed)
+        arrays = {}
+        for name, dt in info.operands():
+            dtype = bench_dtype(dt)
+            if name == "master":
+                arrays[name] = arrays["param"].astype(np.float32)
+            elif name == "compensation":
+                arrays[name] = np.zeros(self.n, dtype)
+            else:
+                arrays[name] = start_array(name, self.n, dtype, rng)
+        self.arrays = arrays
+        self.missed = 0                  # clip + step calls that found nothing to clip (stays 0)
+        if info.clip:
+            self.ref_arrays = arrays
+            s, _ = _dispatch.kernels.norm_and_finite_multi([arrays["grad"]])
+            self.max_norm = CLIP_FRACTION * math.sqrt(s)   # grad is never scaled: every call clips
+        else:
+            self.ref_arrays = {k: a.copy() for k, a in arrays.items()}
+        self._fp32 = None
+
+    def impls(self, torch_available=False):
+        return mixed_impls(self.info, torch_available)
+
+    def nbytes(self, impl_id):
+        info = self.info
+        if impl_id == "ref":
+            return info.ref_bytes_per_element() * self.n
+        if impl_id in ("fp32", "fp32-ref"):
+            return KERNELS["adam"].arrays_moved * 4 * self.n
+        if impl_id == "step":
+            return (info.bytes_per_element() - bench_dtype(info.grad).itemsize) * self.n
+        return info.bytes_per_element() * self.n
+
+    def _step_kwargs(self, threads):
+        kw = {"step": STEP, "lr": LR, **self.info.options, "n_threads": threads}
+        if self.info.aux:
+            kw[self.info.aux] = self.arrays[self.info.aux]
+        return kw
+
+    def fn(self, impl_id, threads, torch=None):
+        a, info = self.arrays, self.info
+        if info.clip:
+            return self._clip_fn(impl_id, threads)
+        if impl_id == "fastopt":
+            return bind(_fk.adam_step, (a["param"], a["grad"], a["m"], a["v"]),
+                        self._step_kwargs(threads))
+        if impl_id == "ref":
+            r = self.ref_arrays
+            state = ([r[info.aux]] if info.aux else []) + [r["m"], r["v"]]
+            return bind(_fk.same_traffic_step, (r["param"], r["grad"], *state),
+                        {"n_threads": threads})
+        if impl_id in ("fp32", "fp32-ref"):
+            if self._fp32 is None:
+                self._fp32 = Case("adam", self.n, np.float32, seed=SEED + 1)
+            fn = fastopt_fn if impl_id == "fp32" else traffic_fn
+            return fn(self._fp32, threads)
+        if impl_id == "torch-fused":
+            tp = torch.nn.Parameter(torch_tensor(a["param"], torch))
+            tp.grad = torch_tensor(a["grad"], torch)
+            opt = torch.optim.Adam([tp], lr=LR, fused=True)
+            opt.step()                                  # creates the state
+            return opt.step
+        raise ValueError(impl_id)
+
+    def _clip_fn(self, impl_id, threads):
+        k = _dispatch.kernels
+        a, case, max_norm = self.arrays, self, self.max_norm
+        p, g, m, v = [a["param"]], [a["grad"]], [a["m"]], [a["v"]]
+        adam, nf, sumsq = k.adam_step_multi, k.norm_and_finite_multi, k.sumsq_multi
+        sqrt = math.sqrt
+        if impl_id == "clip-step":
+            def clip_step():
+                s, finite = nf(g, n_threads=threads)
+                norm = sqrt(s)
+                if norm > max_norm:
+                    coef = max_norm / (norm + 1e-6)
+                else:
+                    coef = 1.0
+                    case.missed += 1
+                if finite:
+                    adam(p, g, m, v, step=STEP, lr=LR, grad_scale=coef, n_threads=threads)
+            return clip_step
+        if impl_id == "ref":
+            def step_and_read():
+                adam(p, g, m, v, step=STEP, lr=LR, n_threads=threads)
+                sumsq(g, n_threads=threads)
+            return step_and_read
+        if impl_id == "step":
+            return lambda: adam(p, g, m, v, step=STEP, lr=LR, n_threads=threads)
+        raise ValueError(impl_id)
+
+
+def check_mixed(n=1001):
+    """Every timed mixed-precision step is bitwise what :func:`fastopt.reference.step_exact`
+    computes for its storage types and keywords (guards the rows: the timed call is the update
+    the row claims), and clip + step is the step of the clipped gradient."""
+    for info in MIXED.values():
+        case = MixedCase(info, n, seed=7)
+        a = {k: x.copy() for k, x in case.arrays.items()}
+        case.fn("clip-step" if info.clip else "fastopt", 1)()
+        kw = dict(info.options)
+        if info.aux:
+            kw[info.aux] = a[info.aux]
+        if info.clip:
+            s, _ = _dispatch.kernels.norm_and_finite_multi([a["grad"]])
+            kw["grad_scale"] = case.max_norm / (math.sqrt(s) + 1e-6)
+        _ref.step_exact("adam", {k: a[k] for k in ("param", "grad", "m", "v")},
+                        step=STEP, lr=LR, **kw)
+        for k, x in case.arrays.items():
+            if not np.array_equal(x.view(np.uint8), a[k].view(np.uint8)):
+                raise AssertionError(f"mixed case {info.name}: {k} differs from "
+                                     f"fastopt.reference.step_exact")
+        if case.missed:
+            raise AssertionError("clip + step: clipping was not active")

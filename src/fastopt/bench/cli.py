@@ -14,9 +14,16 @@ ratios between medians:
 * ``torch <Opt> fused`` / ``foreach``  ``torch.optim`` on the same arrays (``torch.from_numpy``),
   when torch is importable, at the same thread counts.
 
-After the kernel tables comes the training-loop section (``--suite kernels|training|all``), the
-calls a training loop makes once per step or per epoch, each against the reference that moves the
-same bytes and against NumPy and PyTorch:
+``--dtype float32,bfloat16,...`` (float32, float64, float16, bfloat16) runs every kernel table once
+per dtype, every array of the update in that dtype.  The 16-bit tables (float32 compute) have the
+same-traffic ref of the same arrays (it adds 1 to the raw bits of each written array, on copies of
+them), ``fastopt float32``: the float32 kernel on float32 arrays (``vs fp32`` = its time / this
+row's time), and torch.optim on bfloat16/float16 tensors viewing the same memory; no NumPy rows
+(NumPy has no bfloat16 arithmetic; its float16 is not the same update).
+
+After the kernel tables comes the training-loop section (``--suite kernels|training|mixed|all``),
+the calls a training loop makes once per step or per epoch, each against the reference that moves
+the same bytes and against NumPy and PyTorch:
 
 * ``Adam.step`` on 200 arrays of 4096 float32 (one native call for all of them) vs one flat
   ``adam_step`` over the same 819,200 elements, a Python loop of 200 ``adam_step`` calls, and
@@ -32,6 +39,13 @@ same bytes and against NumPy and PyTorch:
 Those calls have no ``n_threads`` argument: every row pins fastopt's default thread count
 (``set_num_threads``) and torch's before each sample; both are restored afterwards.
 
+Then the mixed-precision section (:data:`fastopt.bench.cases.MIXED`): Adam at 2^20 and 2^24
+(``--quick``: 2^24) with pure bfloat16 storage (also against float32 Adam and torch's fused Adam on
+the bf16 tensors), a float32 master (``master=``), float32 param with bfloat16 m and v, stochastic
+rounding, Kahan ``compensation=``, and clipping folded into the step (``norm_and_finite_multi``
+then ``adam_step_multi(grad_scale=coef)`` against the step plus one read pass), each against its
+same-traffic reference, at the default thread count and 1.
+
 ``--threshold`` measures instead where 2 threads start to beat 1 (the serial threshold).
 
 This module parses the options and runs the measurements; the cases are
@@ -39,6 +53,7 @@ This module parses the options and runs the measurements; the cases are
 :mod:`fastopt.bench.report`.
 """
 
+import argparse
 import gc
 import os
 import sys
@@ -55,21 +70,27 @@ from .._config import (
 )
 from . import report
 from .cases import (
+    BENCH_DTYPES,
     CLIP_LAYOUTS,
     DEFAULT_SIZES,
     EPOCH_BATCHES,
     EPOCH_REPEAT,
     EPOCH_SHAPE,
     KERNELS,
+    LOWP_DTYPES,
     LR,
+    MIXED,
+    MIXED_SIZES,
     MULTI_ARRAYS,
     MULTI_N,
     QUICK_EPOCH_BATCHES,
     QUICK_EPOCH_REPEAT,
+    QUICK_MIXED_SIZES,
     QUICK_SIZES,
     SMOKE_CLIP_LAYOUTS,
     SMOKE_EPOCH_BATCHES,
     SMOKE_EPOCH_SHAPE,
+    SMOKE_MIXED_SIZES,
     SMOKE_MULTI,
     SMOKE_SIZES,
     SMOKE_THRESHOLD_SIZES,
@@ -79,7 +100,10 @@ from .cases import (
     ClipCase,
     EpochCase,
     EpochData,
+    MixedCase,
     MultiAdamCase,
+    bench_dtype,
+    check_mixed,
     check_training_baselines,
     check_twins,
     course_fn,
@@ -106,28 +130,36 @@ from .timing import (
 # ------------------------------------------------------------------------------------------------
 
 def add_arguments(parser):
-    parser.add_argument("--suite", default="all", choices=("kernels", "training", "all"),
+    parser.add_argument("--suite", default="all",
+                        choices=("kernels", "training", "mixed", "all"),
                         help="the kernel tables, the training-loop section (Adam.step over 200 "
-                             "arrays, clip_grad_norm, a MiniBatches epoch), or both (default)")
+                             "arrays, clip_grad_norm, a MiniBatches epoch), the mixed-precision "
+                             "section (bf16 Adam, master copies, bf16 state, stochastic "
+                             "rounding, Kahan, clip + step), or all of them (default)")
     parser.add_argument("--quick", action="store_true",
-                        help="fewer sizes and samples (< 30 s): 2^10, 2^14, 2^20, and 2^24 "
+                        help="fewer sizes and samples: 2^10, 2^14, 2^20, and 2^24 "
                              "for adam; the training section with fewer samples and the epoch "
-                             "at batch 256 only")
+                             "at batch 256 only; the mixed section at 2^24 only")
     parser.add_argument("--smoke", action="store_true",
                         help="check that the harness runs, in seconds; the numbers mean "
                              "nothing: every section on tiny arrays (2^10 elements unless "
                              "--sizes; Adam.step over 8 x 256, clipping 2^14, an epoch of "
-                             "(1024, 16); --threshold: 2^10 and 2^11), 3 samples of 0.1 ms "
+                             "(1024, 16), the mixed cases at 2^10; --threshold: 2^10 and 2^11), "
+                             "3 samples of 0.1 ms "
                              "(unless --repeat); overrides --quick")
     parser.add_argument("--sizes", default=None,
-                        help="kernel tables: comma-separated sizes: exponents of 2 (20 means "
-                             "2^20) or element counts (> 40); default 10,14,17,20,24 (--quick: "
-                             "10,14,20, and 24 for adam)")
+                        help="kernel tables and mixed section: comma-separated sizes: "
+                             "exponents of 2 (20 means 2^20) or element counts (> 40); default "
+                             "10,14,17,20,24 (--quick: 10,14,20, and 24 for adam), mixed 20,24 "
+                             "(--quick: 24)")
     parser.add_argument("--kernels", default=None,
                         help=f"kernel tables: comma-separated, from {','.join(KERNELS)} "
                              f"(default: all; --threshold: {','.join(THRESHOLD_KERNELS)})")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                        help="dtype of the kernel tables (the training section is float32)")
+    parser.add_argument("--dtype", default="float32", type=_dtype_list, metavar="DTYPES",
+                        help="comma-separated dtypes of the kernel tables, from "
+                             f"{','.join(BENCH_DTYPES)}: each table once per dtype, every array "
+                             "in that dtype (default float32; the training section is float32, "
+                             "the mixed section has its own)")
     parser.add_argument("--threads", type=int, default=None,
                         help="thread count of the multi-threaded rows (default: the library "
                              "default; --threshold: 2)")
@@ -140,6 +172,29 @@ def add_arguments(parser):
                         help="measure 1 vs 2 threads from 2^10 to 2^17 with the serial threshold "
                              "at 0, and print the crossover size (how the serial threshold is "
                              "chosen)")
+
+
+def parse_dtypes(text):
+    """``"float32,bfloat16"`` -> [dtype('float32'), bfloat16] (in order, once each); ValueError
+    for an unknown name or an empty list."""
+    out = []
+    for tok in text.split(","):
+        tok = tok.strip()
+        if tok:
+            dt = bench_dtype(tok)
+            if dt not in out:
+                out.append(dt)
+    if not out:
+        raise ValueError(f"no dtype given; choose from {','.join(BENCH_DTYPES)}")
+    return out
+
+
+def _dtype_list(text):
+    """argparse type of --dtype: a usage error (exit 2) for a bad list."""
+    try:
+        return parse_dtypes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_sizes(text):
@@ -171,15 +226,27 @@ def _parse_kernels(text, default):
 # ------------------------------------------------------------------------------------------------
 
 def bench_case(case, threads, repeat, min_time, torch=None):
-    """Time every implementation of one case, round-robin.  Returns the list of Candidates."""
+    """Time every implementation of one case, round-robin.  Returns the list of Candidates.
+
+    A 16-bit case has no NumPy rows; instead the float32 kernel on float32 arrays of the same
+    values (``fastopt float32``, kind 'fp32') is timed with it, the baseline of ``vs fp32``."""
     counts = [threads] if threads == 1 else [threads, 1]
+    nb = case.nbytes_moved
     cands = []
     for t in counts:
-        cands.append(Candidate("fastopt", t, fastopt_fn(case, t), kind="fastopt"))
+        cands.append(Candidate("fastopt", t, fastopt_fn(case, t), kind="fastopt", nbytes=nb))
     for t in counts:
-        cands.append(Candidate("same-traffic ref", t, traffic_fn(case, t), kind="ref"))
-    cands.append(Candidate("numpy course", 1, course_fn(case), kind="course"))
-    cands.append(Candidate("numpy in-place", 1, inplace_fn(case), kind="inplace"))
+        cands.append(Candidate("same-traffic ref", t, traffic_fn(case, t), kind="ref",
+                               nbytes=nb))
+    if case.lowp:
+        base = Case(case.kernel, case.n, np.float32, seed=case.seed)
+        for t in counts:
+            cands.append(Candidate("fastopt float32", t, fastopt_fn(base, t), kind="fp32",
+                                   nbytes=base.nbytes_moved))
+    else:
+        cands.append(Candidate("numpy course", 1, course_fn(case), kind="course", nbytes=nb))
+        cands.append(Candidate("numpy in-place", 1, inplace_fn(case), kind="inplace",
+                               nbytes=nb))
     if torch is not None:
         for label, mode in torch_variants(case.kernel):
             for t in counts:
@@ -189,8 +256,10 @@ def bench_case(case, threads, repeat, min_time, torch=None):
                     print(f"  ({label}: not available: {exc})")
                     break
                 cands.append(Candidate(label, t, fn, setup=torch_threads_setter(torch, t),
-                                       kind="torch"))
+                                       kind="torch", nbytes=nb))
     measure(cands, repeat, min_time)
+    for c in cands:                    # the results outlive the arrays the callables hold
+        c.fn = c.setup = None
     return cands
 
 
@@ -213,8 +282,11 @@ def run(args):
     smoke = getattr(args, "smoke", False)
     suite = getattr(args, "suite", "all")
     with_kernels, with_training = suite in ("kernels", "all"), suite in ("training", "all")
-    dtype = np.dtype(args.dtype)
+    with_mixed = suite in ("mixed", "all")
     try:
+        dtypes = args.dtype
+        if isinstance(dtypes, str):                    # a Namespace built by hand
+            dtypes = parse_dtypes(dtypes)
         if args.threshold:
             kernels = _parse_kernels(args.kernels, THRESHOLD_KERNELS)
         else:
@@ -234,10 +306,13 @@ def run(args):
         print("--smoke: tiny arrays and few samples, to check that the harness runs; the numbers "
               "mean nothing")
     if args.threshold:
-        if smoke:
-            return run_threshold(kernels, dtype, sizes or [1 << e for e in SMOKE_THRESHOLD_SIZES],
-                                 args.threads or 2, args.repeat or 3, min_time=1e-4)
-        return run_threshold(kernels, dtype, sizes, args.threads or 2, args.repeat or 15)
+        for dtype in dtypes:
+            if smoke:
+                run_threshold(kernels, dtype, sizes or [1 << e for e in SMOKE_THRESHOLD_SIZES],
+                              args.threads or 2, args.repeat or 3, min_time=1e-4)
+            else:
+                run_threshold(kernels, dtype, sizes, args.threads or 2, args.repeat or 15)
+        return 0
 
     threads = args.threads or get_num_threads()       # before torch can touch OpenMP's default
     torch = None if getattr(args, "no_torch", False) else import_torch()
@@ -252,34 +327,46 @@ def run(args):
         plan = {k: list(sizes) for k in kernels}
     if with_kernels:
         check_twins()
+    if with_mixed:
+        check_mixed()
     torch_threads0 = torch.get_num_threads() if torch is not None else None
-    report.print_settings(dtype, threads, repeat, torch, with_kernels)
+    report.print_settings(dtypes, threads, repeat, torch, with_kernels)
     if with_kernels:
         report.print_kernel_legend(get_serial_threshold())
     warn_if_busy(threads)
-    results, training = {}, {}
+    results, training, mixed = {}, {}, {}
     t_start = time.perf_counter()
     try:
-        for kernel in (kernels if with_kernels else ()):
-            report.print_kernel_heading(KERNELS[kernel])
-            for n in plan[kernel]:
-                case = Case(kernel, n, dtype)
-                cands = bench_case(case, threads, repeat, min_time, torch)
-                report.print_case(case, cands)
-                results[(kernel, n)] = cands
-                del case, cands
+        for dtype in (dtypes if with_kernels else ()):
+            results[dtype] = res = {}
+            if dtype.name in LOWP_DTYPES:
+                report.print_lowp_note(dtype)
+            for kernel in kernels:
+                report.print_kernel_heading(KERNELS[kernel], dtype)
+                for n in plan[kernel]:
+                    case = Case(kernel, n, dtype)
+                    cands = bench_case(case, threads, repeat, min_time, torch)
+                    report.print_case(case, cands)
+                    res[(kernel, n)] = cands
+                    del case, cands
         if with_kernels:
             t_adam, t_add, t_empty = overhead(repeat, min_time if smoke else 2e-2)
             report.print_overhead(repeat, t_adam, t_add, t_empty)
         if with_training:
             training = run_training(threads, torch, quick, args.repeat, min_time, smoke=smoke)
+        if with_mixed:
+            mixed = run_mixed(threads, torch, quick, args.repeat, min_time, smoke=smoke,
+                              sizes=sizes)
     finally:
         if torch is not None:
             torch.set_num_threads(torch_threads0)
-    lines = (report.kernel_target_lines(results, threads, dtype, t_adam / t_add)
+    lines = (report.kernel_target_lines(results.get(np.dtype(np.float32), {}), threads,
+                                        list(results), t_adam / t_add)
              if with_kernels else [])
     if with_training:
         lines += report.training_target_lines(training, threads)
+    if with_mixed:
+        lines += report.mixed_target_lines(mixed, threads)
     report.print_targets(lines, time.perf_counter() - t_start)
     return 0
 
@@ -368,6 +455,44 @@ def run_training(threads, torch=None, quick=False, repeat=None, min_time=1e-2, s
         finally:
             del data
             gc.collect()
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# The mixed-precision section
+# ------------------------------------------------------------------------------------------------
+
+def run_mixed(threads, torch=None, quick=False, repeat=None, min_time=1e-2, smoke=False,
+              sizes=None):
+    """The mixed-precision section: one table per case of MIXED, every row of a (case, size)
+    timed round-robin with its same-traffic reference, at the default thread count and 1.
+    Prints the tables; returns {(case name, n): [Candidate]} (medians only, the arrays freed)
+    for the targets.  `sizes` (None: 2^20 and 2^24; --quick 2^24; --smoke 2^10); `repeat` (None:
+    9, --quick 7, --smoke 3); a sample lasts at least 5 ms, as in the training section."""
+    if smoke:
+        rep = repeat or 3
+        sizes = sizes or [1 << e for e in SMOKE_MIXED_SIZES]
+    else:
+        rep = repeat or (7 if quick else 9)
+        min_time = max(min_time, 5e-3)
+        sizes = sizes or [1 << e for e in (QUICK_MIXED_SIZES if quick else MIXED_SIZES)]
+    results = {}
+    report.print_mixed_legend(threads, rep)
+    with threads_restored(torch):
+        for info in MIXED.values():
+            report.print_mixed_heading(info)
+            for n in sizes:
+                case = MixedCase(info, n)
+                cands = training_candidates(case, threads, torch)
+                measure(cands, rep, min_time)
+                for c in cands:
+                    c.fn = c.setup = None
+                report.print_mixed_case(case, cands)
+                if case.missed:
+                    report.print_clip_missed(case.missed)
+                results[(info.name, n)] = cands
+                del case, cands
+                gc.collect()
     return results
 
 

@@ -1,9 +1,10 @@
 """The report: every line ``python -m fastopt bench`` prints about its measurements.
 
-The kernel tables (:data:`HEADER`, :func:`print_case`: medians, GB/s and the ratios between the
-rows), the training-loop tables (:func:`training_header`, :func:`print_training_case`), the
-``targets:`` lines (:func:`kernel_target_lines`, :func:`training_target_lines`) and the
-``--threshold`` table.  Nothing here measures: the functions take
+The kernel tables (:data:`HEADER`, and :data:`HEADER_LOWP` for 16-bit dtypes; :func:`print_case`:
+medians, GB/s and the ratios between the rows), the training-loop tables (:func:`training_header`,
+:func:`print_training_case`), the mixed-precision tables (:data:`MIXED_HEADER`,
+:func:`print_mixed_case`), the ``targets:`` lines (:func:`kernel_target_lines`,
+:func:`training_target_lines`, :func:`mixed_target_lines`) and the ``--threshold`` table.  Nothing here measures: the functions take
 :class:`~fastopt.bench.timing.Candidate` lists that :mod:`fastopt.bench.cli` has timed.
 """
 
@@ -13,7 +14,7 @@ import sys
 
 import numpy as np
 
-from .cases import size_label
+from .cases import MIXED, dtype_name, is_lowp, size_label
 from .timing import load_average
 
 # ------------------------------------------------------------------------------------------------
@@ -42,9 +43,10 @@ def _fmt_ratio(x, suffix=""):
 # The kernel tables
 # ------------------------------------------------------------------------------------------------
 
-def print_settings(dtype, threads, repeat, torch, with_kernels):
-    """The line under the configuration: dtype, threads, samples, torch, CPUs, load."""
-    dtype_part = f"dtype {dtype}, " if with_kernels else ""
+def print_settings(dtypes, threads, repeat, torch, with_kernels):
+    """The line under the configuration: dtype(s), threads, samples, torch, CPUs, load."""
+    names = ", ".join(dtype_name(d) for d in dtypes)
+    dtype_part = f"dtype{'s' if len(dtypes) > 1 else ''} {names}, " if with_kernels else ""
     torch_part = f"{torch.__version__}, same thread counts" if torch else "not used"
     print(f"{dtype_part}{threads} thread(s) (and 1), median of {repeat} round-robin samples; "
           f"torch {torch_part}; {os.cpu_count()} CPUs, {load_average()}")
@@ -62,12 +64,30 @@ def print_kernel_legend(serial_threshold):
 HEADER = (f"{'size':>6}  {'implementation':<22} {'thr':>3}  {'median µs':>10}  {'GB/s':>6}  "
           f"{'of ref':>6}  {'vs course':>9}  {'vs in-place':>11}  {'fastopt x':>9}  {'iqr':>4}")
 
+# 16-bit tables: no NumPy rows; vs fp32 = the float32 kernel's time / this row's time
+HEADER_LOWP = (f"{'size':>6}  {'implementation':<22} {'thr':>3}  {'median µs':>10}  "
+               f"{'GB/s':>6}  {'of ref':>6}  {'vs fp32':>7}  {'fastopt x':>9}  {'iqr':>4}")
 
-def print_kernel_heading(info):
-    """The title of one kernel's table (a :class:`~fastopt.bench.cases.KernelInfo`) and HEADER."""
-    print(f"\n{info.name}: {info.reads} reads + {info.writes} writes per element "
-          f"(same-traffic ref: same_traffic_step({', '.join(info.arrays)}))")
-    print(HEADER)
+
+def kernel_title(info, dtype):
+    """The title line of one kernel's table (a :class:`~fastopt.bench.cases.KernelInfo`)."""
+    return (f"{info.name} {dtype_name(dtype)}: {info.reads} reads + {info.writes} writes per "
+            f"element of {np.dtype(dtype).itemsize} bytes (same-traffic ref: "
+            f"same_traffic_step({', '.join(info.arrays)}))")
+
+
+def print_kernel_heading(info, dtype=np.float32):
+    """The title of one kernel's table and its header."""
+    print("\n" + kernel_title(info, dtype))
+    print(HEADER_LOWP if is_lowp(dtype) else HEADER)
+
+
+def print_lowp_note(dtype):
+    print(f"\n{dtype_name(dtype)}: every array of the update {dtype_name(dtype)}, computed in "
+          f"float32.  same-traffic ref: +1 on the raw bits of each written array (no "
+          f"conversion), on copies of the arrays.\nvs fp32: time of the float32 kernel "
+          f"on float32 arrays (fastopt float32, twice the bytes), same threads / this time.  "
+          f"numpy course, numpy in-place: float32/float64 only, left out.")
 
 
 def _ratios(cands, c):
@@ -76,10 +96,13 @@ def _ratios(cands, c):
     fo = by.get(("fastopt", c.threads))
     course = by.get(("course", 1))
     inpl = by.get(("inplace", 1))
+    fp32 = by.get(("fp32", c.threads))
+    same_bytes = c.kind != "fp32"             # "of ref": rows that move the ref's bytes
     return {
-        "of_ref": ref / c.median if ref else None,
+        "of_ref": ref / c.median if ref and same_bytes else None,
         "vs_course": course / c.median if course else None,
         "vs_inplace": inpl / c.median if inpl else None,
+        "vs_fp32": fp32 / c.median if fp32 else None,
         "fastopt_x": c.median / fo if fo else None,
     }
 
@@ -89,12 +112,16 @@ def print_case(case, cands):
     first = True
     for c in cands:
         r = _ratios(cands, c)
-        gbs = case.nbytes_moved / c.median / 1e9
+        gbs = (c.nbytes or case.nbytes_moved) / c.median / 1e9
         size = size_label(case.n) if first else ""
         first = False
-        print(f"{size:>6}  {c.label:<22} {c.threads:>3}  {_fmt_us(c.median):>10}  {gbs:>6.1f}  "
-              f"{_fmt_ratio(r['of_ref']):>6}  {_fmt_ratio(r['vs_course'], 'x'):>9}  "
-              f"{_fmt_ratio(r['vs_inplace'], 'x'):>11}  {_fmt_ratio(r['fastopt_x'], 'x'):>9}  "
+        head = f"{size:>6}  {c.label:<22} {c.threads:>3}  {_fmt_us(c.median):>10}  {gbs:>6.1f}  "
+        if case.lowp:
+            mid = f"{_fmt_ratio(r['of_ref']):>6}  {_fmt_ratio(r['vs_fp32'], 'x'):>7}  "
+        else:
+            mid = (f"{_fmt_ratio(r['of_ref']):>6}  {_fmt_ratio(r['vs_course'], 'x'):>9}  "
+                   f"{_fmt_ratio(r['vs_inplace'], 'x'):>11}  ")
+        print(f"{head}{mid}{_fmt_ratio(r['fastopt_x'], 'x'):>9}  "
               f"{min(c.spread, 9.99) * 100:>3.0f}%")
     sys.stdout.flush()
 
@@ -113,15 +140,17 @@ def _get(results, kernel, n, kind, threads, label=None):
     return None
 
 
-def kernel_target_lines(results, threads, dtype, overhead_ratio):
-    """The kernel targets, from {(kernel, n): [Candidate]}: one ``[ok]``/``[MISS]`` line each."""
+def kernel_target_lines(results, threads, dtypes, overhead_ratio):
+    """The kernel targets, from the float32 tables' {(kernel, n): [Candidate]} (`dtypes`: the
+    dtypes measured): one ``[ok]``/``[MISS]`` line each."""
     lines = []
 
     def line(ok, text):
         lines.append(f"  [{'ok' if ok else 'MISS'}] {text}")
 
-    if dtype != np.float32:
-        lines.append("  (the kernel targets are stated for float32; run with --dtype float32)")
+    if np.dtype(np.float32) not in [np.dtype(d) for d in dtypes]:
+        lines.append("  (the kernel targets are stated for float32; run with --dtype float32; "
+                     "the 16-bit targets are in --suite mixed)")
     else:
         n = 1 << 24
         for k in ("adam", "rmsprop", "momentum", "ewa"):
@@ -293,6 +322,140 @@ def training_target_lines(results, threads):
                 r = nump.median / fo.median
                 line(r >= goal, f"epoch axis={axis}, batch {b}, {t} thread(s): {r:.1f}x faster "
                                 f"than NumPy fancy indexing (target >= {goal}x)", fo, nump)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# The mixed-precision tables
+# ------------------------------------------------------------------------------------------------
+
+MIXED_HEADER = (f"{'size':>6}  {'implementation':<30} {'thr':>3}  {'median µs':>10}  "
+                f"{'B/el':>4}  {'GB/s':>6}  {'of ref':>6}  {'fastopt x':>9}  {'iqr':>4}")
+
+
+def print_mixed_legend(threads, repeat):
+    print(f"\nmixed precision: Adam with 16-bit storage, each case timed round-robin with its "
+          f"same-traffic ref (same_traffic_step over copies of the case's arrays: the same "
+          f"dtypes and sizes), {threads} thread(s) (and 1), median of {repeat}.\nB/el: bytes "
+          f"the row moves per element.  GB/s: those bytes / median time.  of ref: ref time / "
+          f"this time, same threads (rows with the ref's bytes).  fastopt x: this time / the "
+          f"fastopt row's time, same threads.  iqr: interquartile range / median.\nfloat32 "
+          f"same-traffic ref (bf16 case): float32 Adam's ref, native float32 loops: the memory "
+          f"rate the [info] lines compare the 16-bit refs with.")
+
+
+def _mixed_operands(info):
+    return ", ".join(f"{name} {dt}" for name, dt in info.operands())
+
+
+def print_mixed_heading(info):
+    """The title of one mixed case's table (a :class:`~fastopt.bench.cases.MixedInfo`)."""
+    if info.clip:
+        ref = "adam_step_multi then sumsq_multi([g]): the step and one read pass"
+    else:
+        r = ["param", "grad"] + ([info.aux] if info.aux else []) + ["m", "v"]
+        ref = f"same_traffic_step({', '.join(r)})"
+        if info.ref_bytes_per_element() != info.bytes_per_element():
+            ref += (f", {info.ref_bytes_per_element()} B/element: it also reads the param, "
+                    f"which the step only writes")
+    print(f"\n{info.name}: {info.title}; {_mixed_operands(info)}; "
+          f"{info.bytes_per_element()} B/element; ref: {ref}")
+    print(MIXED_HEADER)
+
+
+def _mixed_ratios(cands, c):
+    by = {(x.kind, x.threads): x for x in cands}
+    ref, fo = by.get(("ref", c.threads)), by.get(("fastopt", c.threads))
+    of_ref = ref.median / c.median if ref and c.kind in ("fastopt", "ref", "torch") else None
+    return of_ref, (c.median / fo.median if fo else None)
+
+
+def print_mixed_case(case, cands):
+    """The rows of one (mixed case, size)."""
+    first = True
+    for c in cands:
+        of_ref, x_fo = _mixed_ratios(cands, c)
+        size = case.label if first else ""
+        first = False
+        print(f"{size:>6}  {c.label:<30} {c.threads:>3}  {_fmt_us(c.median):>10}  "
+              f"{c.nbytes // case.n:>4}  {c.nbytes / c.median / 1e9:>6.1f}  "
+              f"{_fmt_ratio(of_ref):>6}  {_fmt_ratio(x_fo, 'x'):>9}  "
+              f"{min(c.spread, 9.99) * 100:>3.0f}%")
+    sys.stdout.flush()
+
+
+def mixed_target_lines(results, threads):
+    """The mixed-precision targets, from run_mixed's {(case name, n): [Candidate]}, at the
+    largest size measured (2^24 unless --sizes/--smoke): one line per target and thread count.
+
+    ``of ref`` is the ref's time / the step's time; where the ref moves more bytes than the step
+    (the master case: it also reads the param), the ratio per byte (GB/s / the ref's GB/s) is
+    the one judged, and both are printed.  An ``[info]`` line follows when a case's ref moves its
+    bytes at under 0.8 of float32 same_traffic_step's rate (the bf16 case's ``float32
+    same-traffic ref`` row): the 16-bit refs run a plain block loop that may not reach the
+    memory limit, and the step's GB/s against the float32 rate is then printed too."""
+    lines = []
+
+    def line(ok, text, *cands):
+        noisy = [f"{min(c.spread, 9.99) * 100:.0f}% on {c.label} ({c.threads} thr)"
+                 for c in cands if c.spread > NOISY_IQR]
+        note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
+        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}{note}")
+
+    def info_line(text):
+        lines.append(f"  [info] {text}")
+
+    ts = sorted({threads, 1}, reverse=True)
+    n_all = [n for (_, n) in results]
+    n_max = max(n_all) if n_all else None
+    mem = {t: c for t in ts                            # the float32 memory rate, per threads
+           for key in results if key[1] == n_max
+           for c in [_tcand(results, key, "fp32-ref", t)] if c}
+    for name, info in MIXED.items():
+        sizes = [n for (k, n) in results if k == name]
+        if not sizes:
+            continue
+        n = max(sizes)
+        key = (name, n)
+        for t in ts:
+            fo = _tcand(results, key, "fastopt", t)
+            ref = _tcand(results, key, "ref", t)
+            what = f"{name} Adam {size_label(n)}, {t} thread(s)"
+            if not (fo and ref):
+                continue
+            if info.clip:
+                r = fo.median / ref.median
+                line(r <= info.clip_goal, f"{what}: clip + step = {r:.2f}x (step + one read "
+                                          f"pass) (target <= {info.clip_goal}x)", fo, ref)
+                continue
+            r = ref.median / fo.median
+            per_byte = (fo.nbytes / fo.median) / (ref.nbytes / ref.median)
+            if fo.nbytes != ref.nbytes:
+                line(per_byte >= info.of_ref,
+                     f"{what}: {per_byte:.2f} of the same-traffic ref per byte ({r:.2f} in "
+                     f"time; the ref moves {ref.nbytes // n} B/element, the step "
+                     f"{fo.nbytes // n}) (target >= {info.of_ref})", fo, ref)
+            else:
+                line(r >= info.of_ref, f"{what}: {r:.2f} of the same-traffic ref "
+                                       f"(target >= {info.of_ref})", fo, ref)
+            if t in mem and n == n_max:
+                rate, base = ref.nbytes / ref.median, mem[t].nbytes / mem[t].median
+                if rate < 0.8 * base:
+                    info_line(f"{what}: that ref moves {rate / 1e9:.1f} GB/s, {rate / base:.2f} "
+                              f"of float32 same_traffic_step's {base / 1e9:.1f} GB/s, so 'of "
+                              f"ref' flatters the step: per the float32 rate it is "
+                              f"{fo.nbytes / fo.median / base:.2f}")
+            fp = _tcand(results, key, "fp32", t)
+            if info.fp32 and fp:
+                x = fp.median / fo.median
+                line(x >= info.fp32, f"{what}: {x:.2f}x faster than float32 Adam on float32 "
+                                     f"arrays (target >= {info.fp32}x)", fo, fp)
+            tf = _tcand(results, key, "torch", t)
+            if info.torch and tf:
+                x = tf.median / fo.median
+                line(x >= info.torch, f"{what}: {x:.2f}x faster than "
+                                      f"torch.optim.Adam(fused=True) on the {info.param} "
+                                      f"tensors (target >= {info.torch}x)", fo, tf)
     return lines
 
 
