@@ -34,6 +34,7 @@ from .schedules import (
     step_decay,
 )
 from .kernels import (
+    RULE_KERNELS as _RULE_KERNELS,
     adam_step,
     debias,
     ewa,
@@ -42,6 +43,7 @@ from .kernels import (
     rmsprop_step,
     sgd_step,
 )
+from . import kernels as _kernels
 
 __all__ = [
     "EMA",
@@ -80,3 +82,10 @@ __all__ = [
     "sgd_step",
     "show_config",
 ]
+
+# Every rule of the registry is public (a new rule needs no line here).
+for _name in _RULE_KERNELS:
+    globals()[_name] = getattr(_kernels, _name)
+    if _name not in __all__:
+        __all__.append(_name)
+del _name

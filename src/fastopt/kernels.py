@@ -15,6 +15,7 @@ import operator
 import numpy as np
 
 from ._dispatch import kernels as _k
+from ._registry import RULES as _RULES
 
 sgd_step = _k.sgd_step
 momentum_step = _k.momentum_step
@@ -22,6 +23,13 @@ rmsprop_step = _k.rmsprop_step
 adam_step = _k.adam_step
 ewa_update = _k.ewa_update
 same_traffic_step = _k.same_traffic_step
+
+# Every rule of the registry is public under its twin's name (a rule added to the registry needs
+# no line here; the five above are spelled out for readers and tools).
+RULE_KERNELS = tuple(r.twin for r in _RULES)
+for _name in RULE_KERNELS:
+    globals()[_name] = getattr(_k, _name)
+del _name
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _dispatch
+from .. import _dispatch, _registry
 from .. import kernels as _fk
 from .. import reference as _ref
 
@@ -130,30 +130,27 @@ class KernelInfo:
         return self.reads + self.writes
 
 
+def _row(name, rule, inplace, hyper, torch_name=None, torch_hyper=None):
+    """A KernelInfo whose operands, byte counts, fastopt function and twin come from the rule
+    registry (the operands in use with the default options)."""
+    r = _registry.BY_NAME[rule]
+    arrays = tuple(op.name for op in r.operands if op.needs is None)
+    return KernelInfo(name, arrays, len(arrays), len(arrays) - 1,
+                      getattr(_dispatch.kernels, r.twin), getattr(_ref, r.twin), inplace,
+                      hyper=hyper, torch_name=torch_name, torch_hyper=torch_hyper or {})
+
+
 KERNELS = {k.name: k for k in (
-    KernelInfo("sgd", ("param", "grad"), 2, 1,
-               _fk.sgd_step, _ref.sgd_step, _inplace_sgd,
-               hyper={"lr": LR},
-               torch_name="SGD", torch_hyper={"lr": LR}),
-    KernelInfo("momentum", ("param", "grad", "velocity"), 3, 2,
-               _fk.momentum_step, _ref.momentum_step, _inplace_momentum,
-               hyper={"lr": LR, "beta": 0.9},
-               torch_name="SGD", torch_hyper={"lr": LR, "momentum": 0.9, "dampening": 0.9}),
-    KernelInfo("rmsprop", ("param", "grad", "sq_avg"), 3, 2,
-               _fk.rmsprop_step, _ref.rmsprop_step, _inplace_rmsprop,
-               hyper={"lr": LR, "beta": 0.9, "eps": 1e-8},
-               torch_name="RMSprop", torch_hyper={"lr": LR, "alpha": 0.9, "eps": 1e-8}),
-    KernelInfo("adam", ("param", "grad", "m", "v"), 4, 3,
-               _fk.adam_step, _ref.adam_step, _inplace_adam,
-               hyper={"step": STEP, "lr": LR},
-               torch_name="Adam", torch_hyper={"lr": LR}),
-    KernelInfo("adamw", ("param", "grad", "m", "v"), 4, 3,
-               _fk.adam_step, _ref.adam_step, _inplace_adam,
-               hyper={"step": STEP, "lr": LR, "weight_decay": WD, "decoupled_weight_decay": True},
-               torch_name="AdamW", torch_hyper={"lr": LR, "weight_decay": WD}),
-    KernelInfo("ewa", ("avg", "value"), 2, 1,
-               _fk.ewa_update, _ref.ewa_update, _inplace_ewa,
-               hyper={"beta": 0.9}),
+    _row("sgd", "sgd", _inplace_sgd, {"lr": LR}, "SGD", {"lr": LR}),
+    _row("momentum", "momentum", _inplace_momentum, {"lr": LR, "beta": 0.9},
+         "SGD", {"lr": LR, "momentum": 0.9, "dampening": 0.9}),
+    _row("rmsprop", "rmsprop", _inplace_rmsprop, {"lr": LR, "beta": 0.9, "eps": 1e-8},
+         "RMSprop", {"lr": LR, "alpha": 0.9, "eps": 1e-8}),
+    _row("adam", "adam", _inplace_adam, {"step": STEP, "lr": LR}, "Adam", {"lr": LR}),
+    _row("adamw", "adam", _inplace_adam,
+         {"step": STEP, "lr": LR, "weight_decay": WD, "decoupled_weight_decay": True},
+         "AdamW", {"lr": LR, "weight_decay": WD}),
+    _row("ewa", "ewa", _inplace_ewa, {"beta": 0.9}),
 )}
 
 
