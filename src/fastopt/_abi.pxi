@@ -27,7 +27,6 @@ cdef extern from "_fastopt.h":
         const char* features
         const fo_loop* f32
         const fo_loop* f64
-        const fo_loop* fused[2]
         fo_loop traffic_f32[4]
         fo_loop traffic_f64[4]
         fo_loop scale_f32

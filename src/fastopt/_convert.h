@@ -35,8 +35,9 @@ static inline void fo_bf16x8_store(uint16_t *p, __m256i r) {
 }
 
 static inline __m256i fo_bf16x8_nan(__m256i u, __m256i r) {
-    __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-    __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000));
+    /* NaN lanes (unordered with themselves) get (u >> 16) | 0x40, as the scalar code */
+    __m256 x = _mm256_castsi256_ps(u);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
     return _mm256_blendv_epi8(r, q, nan);
 }

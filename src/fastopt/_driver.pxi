@@ -36,8 +36,6 @@ ctypedef struct Seg:
     Py_ssize_t start        # offset of this segment in the call's concatenated index space
     Py_ssize_t isz          # bytes per element of the lead slot
     int blocked             # some slot is 16-bit: float32 compute through blocks
-    int fused               # a pattern with fused loops: 1 all bfloat16, 2 float32 + bfloat16
-                            # state (used when rounding to nearest, without master or Kahan)
 
 
 ctypedef struct Call:
@@ -212,54 +210,11 @@ cdef void _blocked(const Call* c, const Seg* s, Py_ssize_t lo, Py_ssize_t hi) no
         off += nb
 
 
-cdef bint _use_fused = True     # tests and benchmarks: compare the fused loops with the blocks
-
-
-def _set_fused(bint on):
-    """Tests and benchmarks only: use the fused 16-bit loops (True, default) or the blocks."""
-    global _use_fused
-    _use_fused = on
-
-
-cdef int _fused_kind(const Seg* s, int present) noexcept nogil:
-    """Which fused pattern segment s matches (0: none); `present`: the slots in use."""
-    cdef int i
-    cdef bint all_bf16 = True, state_bf16 = True, any_state = False
-    for i in range(MAX_OPS):
-        if not (present >> i) & 1:
-            continue
-        if s.dt[i] != FO_BF16:
-            all_bf16 = False
-        if i >= 2:
-            any_state = True
-            if s.dt[i] != FO_BF16:
-                state_bf16 = False
-    if (present >> AUX) & 1:
-        return 0
-    if all_bf16:
-        return 1
-    if s.dt[0] == FO_F32 and s.dt[1] == FO_F32 and any_state and state_bf16:
-        return 2
-    return 0
-
-
-cdef inline void _fused(const Call* c, const Seg* s, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Elements [lo, hi) of a segment with a fused pattern: conversions in registers."""
-    cdef char* q[NSLOT]
-    cdef int j
-    for j in range(NSLOT):
-        q[j] = s.a[j] + lo * _isz(s.dt[j])
-    T.fused[s.fused - 1][c.kid](q, hi - lo, c.h)
-
-
 cdef inline void _piece(const Call* c, const Seg* s, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     if hi <= lo:
         return
     if not s.blocked:
         _native(c, s, lo, hi)
-    elif (s.fused and _use_fused and c.mode == M_PLAIN and not c.stochastic
-          and 0 <= c.kid < N_KERNELS):
-        _fused(c, s, lo, hi)
     elif c.kid >= K_TRAFFIC and c.kid < K_SCALE:
         _raw_traffic(c, s, lo, hi)
     else:

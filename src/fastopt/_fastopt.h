@@ -57,9 +57,6 @@ typedef struct {
     const char *features;        /* what this level uses, for show_config() */
     const fo_loop *f32;          /* [n_kernels] */
     const fo_loop *f64;          /* [n_kernels] */
-    const fo_loop *fused[2];     /* [n_kernels] each: 16-bit patterns converted in registers
-                                    (round to nearest): 0 all bfloat16; 1 float32 param and
-                                    grad, bfloat16 state */
     fo_loop traffic_f32[4];      /* same-traffic reference, 1..4 written arrays */
     fo_loop traffic_f64[4];
     fo_loop scale_f32, scale_f64;
@@ -82,11 +79,12 @@ static inline float fo_bf16_to_f32(uint16_t h) { return fo_bits_f32((uint32_t)h 
 /* float32 -> bfloat16, round to nearest even; NaN stays NaN (quieted, sign and top payload
    bits kept); overflow gives Inf (the carry runs into the exponent). */
 static inline uint16_t fo_f32_to_bf16(float f) {
-    /* branch-free (a select), so that the compiler vectorises the loops that call it */
+    /* branch-free (a select), so that the compiler vectorises the loops that call it; the NaN
+       test is the float comparison f != f (one vcmpps), exactly (u & 0x7fffffff) > 0x7f800000 */
     uint32_t u = fo_f32_bits(f);
     uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     uint32_t q = (u >> 16) | 0x0040u;
-    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? q : r);
+    return (uint16_t)((f != f) ? q : r);
 }
 
 /* float32 -> bfloat16, stochastic: add 16 random bits below the kept ones and truncate, so x
@@ -95,7 +93,7 @@ static inline uint16_t fo_f32_to_bf16_sr(float f, uint32_t r) {
     uint32_t u = fo_f32_bits(f);
     uint32_t s = (u + (r & 0xffffu)) >> 16;
     uint32_t q = (u >> 16) | 0x0040u;
-    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? q : s);
+    return (uint16_t)((f != f) ? q : s);
 }
 
 static inline float fo_f16_to_f32(uint16_t h) {

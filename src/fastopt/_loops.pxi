@@ -173,8 +173,6 @@ cdef void _fill_table() noexcept:
     _table.features = ISA_FEATURES
     _table.f32 = _f32_loops
     _table.f64 = _f64_loops
-    _table.fused[0] = _fused_loops[0]
-    _table.fused[1] = _fused_loops[1]
     _table.traffic_f32[0] = _tr1f; _table.traffic_f32[1] = _tr2f
     _table.traffic_f32[2] = _tr3f; _table.traffic_f32[3] = _tr4f
     _table.traffic_f64[0] = _tr1d; _table.traffic_f64[1] = _tr2d

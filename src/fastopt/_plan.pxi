@@ -68,7 +68,6 @@ cdef int _fill_seg(Seg* s, tuple names, tuple ops, int optional, object suffix,
             s.a[i] = s.a[0]
             s.dt[i] = s.dt[0]
             nb[i] = 0
-    s.fused = _fused_kind(s, _present(ops)) if s.blocked else 0
     if s.n > 0:
         for i in range(NSLOT):
             for j in range(i + 1, NSLOT):
@@ -352,7 +351,6 @@ cdef class Plan:
             for i in range(NSLOT):
                 if s.dt[i] == FO_F16 or s.dt[i] == FO_BF16:
                     s.blocked = 1
-            s.fused = _fused_kind(s, self.present | 2) if s.blocked else 0
             if s.n == 0:
                 continue
             g0 = <uintptr_t>s.a[1]
