@@ -37,8 +37,10 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 SHORT = {F64: "f64", F32: "f32", F16: "f16", BF16: "bf16"}
 UINT = {8: np.uint64, 4: np.uint32, 2: np.uint16}
 
-RULES = ("sgd", "momentum", "rmsprop", "adam", "ewa")
-STEP_RULES = ("sgd", "momentum", "rmsprop", "adam")
+RULES = tuple(r.name for r in _registry.RULES)                  # every rule of the registry
+STEP_RULES = tuple(r.name for r in _registry.RULES if r.scaled)  # the ones a gradient drives
+UNSTEPPED = tuple(r.name for r in _registry.RULES if not r.stepped)  # step= only for the hash
+SCALED = {r.name: r.scaled for r in _registry.RULES}
 LEVELS = _dispatch.available()
 STEPS = 10
 # One element, a SIMD tail, one block + 1, blocks plus an uneven tail (1500 = 2*512 + 476).
@@ -61,16 +63,7 @@ def _quiet_numpy_casts():
 
 def operands(rule, opts):
     """The operand names of one call, slot order (registry names: the twin's dict keys)."""
-    out = []
-    for op in _registry.BY_NAME[rule].operands:
-        if op.needs == "centered" and not opts.get("centered"):
-            continue
-        if op.needs == "momentum" and not opts.get("momentum", 0) > 0:
-            continue
-        if op.needs == "amsgrad" and not opts.get("amsgrad"):
-            continue
-        out.append(op.name)
-    return out
+    return _registry.operands_in_use(_registry.BY_NAME[rule], opts)
 
 
 def cast(x, dt):
@@ -127,67 +120,49 @@ def assert_all_same(dicts_a, dicts_b, what="", *, inputs=True):
 
 def kernel_call(mod, rule, a, opts, *, step, aux=None, mode="plain", **low):
     """One single-array call of `rule` from `mod` (the core or a _dispatch.load() level) on the
-    arrays dict `a` (operand names), with master/compensation `aux` for `mode`."""
+    arrays dict `a` (operand names), with master/compensation `aux` for `mode`.  The registry
+    says which operands are positional and which are keywords (those an option needs)."""
+    r = _registry.BY_NAME[rule]
     kw = dict(opts)
     kw.update(low)
-    if rule == "ewa":
+    if not r.scaled:                      # not a gradient: no grad_scale, master or Kahan
         assert mode == "plain"
         kw.pop("grad_scale", None)
-        return mod.ewa_update(a["avg"], a["value"], step=step, **kw)
     if mode == "master":
         kw["master"] = aux
     elif mode == "kahan":
         kw["compensation"] = aux
-    if rule == "sgd":
-        return mod.sgd_step(a["param"], a["grad"], step=step, **kw)
-    if rule == "momentum":
-        return mod.momentum_step(a["param"], a["grad"], a["velocity"], step=step, **kw)
-    if rule == "rmsprop":
-        return mod.rmsprop_step(a["param"], a["grad"], a["sq_avg"], grad_avg=a.get("grad_avg"),
-                                momentum_buf=a.get("momentum_buf"), step=step, **kw)
-    if rule == "adam":
-        return mod.adam_step(a["param"], a["grad"], a["m"], a["v"], v_max=a.get("v_max"),
-                             step=step, **kw)
-    raise AssertionError(rule)
+    pos = [a[op.name] for op in r.operands if op.needs is None]
+    kws = {op.name: a.get(op.name) for op in r.operands if op.needs is not None}
+    return getattr(mod, r.twin)(*pos, step=step, **kws, **kw)
 
 
 def multi_call(mod, rule, dicts, opts, *, step, auxs=None, mode="plain", **low):
     """The *_multi call of `rule` on a list of arrays dicts (one per array index)."""
+    r = _registry.BY_NAME[rule]
     kw = dict(opts)
     kw.update(low)
-
-    def col(name):
-        return [d[name] for d in dicts]
-
-    if rule == "ewa":
+    if not r.scaled:
         kw.pop("grad_scale", None)
-        return mod.ewa_update_multi(col("avg"), col("value"), step=step, **kw)
     if mode == "master":
         kw["masters"] = auxs
     elif mode == "kahan":
         kw["compensations"] = auxs
-    if rule == "sgd":
-        return mod.sgd_step_multi(col("param"), col("grad"), step=step, **kw)
-    if rule == "momentum":
-        return mod.momentum_step_multi(col("param"), col("grad"), col("velocity"), step=step,
-                                       **kw)
-    if rule == "rmsprop":
-        return mod.rmsprop_step_multi(
-            col("param"), col("grad"), col("sq_avg"),
-            grad_avgs=col("grad_avg") if opts.get("centered") else None,
-            momentum_bufs=col("momentum_buf") if opts.get("momentum", 0) > 0 else None,
-            step=step, **kw)
-    if rule == "adam":
-        return mod.adam_step_multi(col("param"), col("grad"), col("m"), col("v"),
-                                   v_maxs=col("v_max") if opts.get("amsgrad") else None,
-                                   step=step, **kw)
-    raise AssertionError(rule)
+    used = operands(rule, opts)
+
+    def col(name):
+        return [d[name] for d in dicts]
+
+    pos = [col(op.name) for op in r.operands if op.needs is None]
+    kws = {op.plural: (col(op.name) if op.name in used else None)
+           for op in r.operands if op.needs is not None}
+    return getattr(mod, r.twin + "_multi")(*pos, step=step, **kws, **kw)
 
 
 def twin_call(rule, a, opts, *, step, aux=None, mode="plain", start=0, **low):
     kw = dict(opts)
     kw.update(low)
-    if rule == "ewa":
+    if not _registry.BY_NAME[rule].scaled:
         kw.pop("grad_scale", None)
     return reference.step_exact(rule, a, master=aux if mode == "master" else None,
                                 compensation=aux if mode == "kahan" else None, start=start,
@@ -276,7 +251,7 @@ def run_parity(rule, opts, pattern, n, rng, *, mode="plain", rounding="nearest",
     twin = copy_dict(fast)
     twin_aux = None if fast_aux is None else fast_aux.copy()
     low = dict(rounding=rounding, seed=seed)
-    if rule != "ewa":
+    if SCALED[rule]:
         low["grad_scale"] = grad_scale
     if n_threads is not None:
         low_fast = dict(low, n_threads=n_threads)
@@ -342,7 +317,7 @@ def _option_params():
         for k, opts in enumerate(grid):
             j = int(order[k % len(order)])
             pat = (LOWP_PATTERNS + [PATTERNS[0], PATTERNS[2]])[j]
-            modes = ["plain"] if rule == "ewa" or pat[0] not in (F16, BF16) else \
+            modes = ["plain"] if not SCALED[rule] or pat[0] not in (F16, BF16) else \
                 ["plain", "master", "kahan"]
             mode = modes[int(draw.integers(len(modes)))]
             rounding = "nearest" if mode == "kahan" else ("nearest", "stochastic")[k % 2]
@@ -417,7 +392,7 @@ def test_parity_above_thread_threshold(rule, pattern, rng):
     run_parity(rule, opts, pattern, BIG, rng, n_threads=3, offset=1)
     run_parity(rule, opts, pattern, BIG, rng, n_threads=3, rounding="stochastic", seed=7,
                steps=3)
-    if rule != "ewa" and pattern[0] in (F16, BF16):
+    if SCALED[rule] and pattern[0] in (F16, BF16):
         run_parity(rule, opts, pattern, BIG, rng, n_threads=3, mode="master",
                    rounding="stochastic", seed=8, steps=3)
         run_parity(rule, opts, pattern, BIG, rng, n_threads=2, mode="kahan", steps=3, offset=1)
@@ -439,7 +414,7 @@ def test_parity_at_every_isa_level(level, rule, rng):
     opts = all_on(rule)
     for k, pat in enumerate(PATTERNS):
         combos = [("plain", "nearest"), ("plain", "stochastic")]
-        if rule != "ewa" and pat[0] in (F16, BF16):
+        if SCALED[rule] and pat[0] in (F16, BF16):
             combos += [("master", "nearest"), ("master", "stochastic"), ("kahan", "nearest")]
         for mode, rounding in combos:
             run_parity(rule, opts, pat, (513, 1500)[k % 2], rng, mode=mode, rounding=rounding,
@@ -488,7 +463,7 @@ def test_stochastic_bitwise_across_threads_and_isa_levels(rule, rng, serial_thre
     """One result for n_threads 1, 2, 3 and every ISA level, equal to the twin; also with the
     serial threshold at 0 (so small arrays are split over threads too, at odd boundaries)."""
     opts = all_on(rule)
-    pat = (BF16, F32, (BF16, F32)) if rule != "ewa" else (F16, F16, (F16,))
+    pat = (BF16, F32, (BF16, F32)) if SCALED[rule] else (F16, F16, (F16,))
     for n, threshold in ((BIG, None), (1500, 0)):
         if threshold is not None:
             serial_threshold(threshold)
@@ -567,7 +542,7 @@ def _multi_patterns():
 
 
 @pytest.mark.parametrize("rule, mode", [(r, m) for r in RULES for m in ("plain", "master", "kahan")
-                                         if r != "ewa" or m == "plain"])
+                                         if SCALED[r] or m == "plain"])
 def test_multi_equals_single_twin_calls_with_offsets(rule, mode, rng, serial_threshold):
     """A multi-array call (arrays of mixed dtypes) equals the twin on each array with start= its
     offset in the concatenated index space; threads split across the arrays."""
@@ -1075,7 +1050,7 @@ def test_bad_grad_scale(rule, bad, exc, rng):
                 grad_scale=bad)
 
 
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "rmsprop", "ewa"])
+@pytest.mark.parametrize("rule", UNSTEPPED)
 def test_stochastic_needs_step(rule, rng):
     for pdt in (BF16, F16, F32):
         a = _lowp_arrays(rule, rng, pdt)
@@ -1087,7 +1062,7 @@ def test_stochastic_needs_step(rule, rng):
     snap.assert_unchanged()
 
 
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "rmsprop", "ewa"])
+@pytest.mark.parametrize("rule", UNSTEPPED)
 def test_bad_step_with_stochastic_rounding(rule, rng):
     for bad, exc in ((0, ValueError), (-3, ValueError), (2 ** 53 + 1, ValueError),
                      (1.0, TypeError), (True, TypeError), ("1", TypeError)):
