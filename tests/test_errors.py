@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _dispatch, reference
+from fastopt import _dispatch, _registry, reference
 
 from conftest import (
     BIG_SIZES,
@@ -26,13 +26,18 @@ from conftest import (
 
 N = 8
 # Options that make every kernel take all of its state arrays.
-FULL_OPTS = {
-    "sgd": dict(lr=0.1),
-    "momentum": dict(lr=0.1, nesterov=True, dampening=0.0),
-    "rmsprop": dict(lr=0.01, centered=True, momentum=0.9),
-    "adam": dict(lr=0.01, amsgrad=True),
-    "ewa": dict(beta=0.9),
-}
+# (From the registry: the example hyperparameters with every operand-bringing option on.)
+FULL_OPTS = {r.name: _registry.with_all_operands(r) for r in _registry.RULES}
+
+
+def multi_fn(kernel):
+    return getattr(MULTI, _registry.BY_NAME[kernel].twin + "_multi")
+
+
+def optional_kw(kernel, cols):
+    """The multi-array keywords of the operands an option needs (plural names)."""
+    return {op.plural: cols[op.name] for op in _registry.BY_NAME[kernel].operands
+            if op.needs is not None}
 MULTI = _dispatch.kernels
 
 
@@ -242,19 +247,17 @@ BAD_THREADS = [(0, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeE
 def _hyper_cases():
     out = []
     for k in KERNELS:
-        keys = {"sgd": ["lr", "weight_decay"],
-                "momentum": ["lr", "weight_decay", "beta", "dampening"],
-                "rmsprop": ["lr", "weight_decay", "beta", "eps", "momentum"],
-                "adam": ["lr", "weight_decay", "beta1", "beta2", "eps", "step"],
-                "ewa": ["beta"]}[k] + ["n_threads"]
+        r = _registry.BY_NAME[k]
+        kinds = {hp.name: hp.kind for hp in r.hypers if hp.kind != "bool"}
+        keys = list(kinds) + (["step"] if r.stepped else []) + ["n_threads"]
         for key in keys:
-            if key.startswith("beta"):
+            if kinds.get(key) == "beta":
                 bad = BAD_BETA
             elif key == "step":
                 bad = BAD_STEP
             elif key == "n_threads":
                 bad = BAD_THREADS
-            elif key == "dampening":
+            elif kinds.get(key) == "unit_or_none":
                 bad = [(-0.1, ValueError), (1.1, ValueError), (NAN, ValueError),
                        ("0", TypeError), (True, TypeError)]
             else:
@@ -273,13 +276,15 @@ def test_bad_hyperparameter(kernel, key, value, exc, rng):
         step = value
     else:
         o[key] = value
-    if kernel == "rmsprop" and key == "momentum":
-        arrays.pop("momentum_buf")     # only `momentum` is wrong, not the buffer's presence
+    for op in _registry.BY_NAME[kernel].operands:
+        if op.needs and _registry.option(_registry.BY_NAME[kernel], op.needs).keyword == key:
+            arrays.pop(op.name)   # only the keyword is wrong, not its operand's presence
     expect_error(exc, [key], lambda: call(fastopt, kernel, arrays, o, step=step),
                  list(arrays.values()))
 
 
-OPTIONAL_STATES = ("grad_avg", "momentum_buf", "v_max")
+OPTIONAL_STATES = tuple(op.name for r in _registry.RULES for op in r.operands
+                        if op.needs is not None)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -289,7 +294,7 @@ def test_unknown_keyword_and_positional_hyperparameters_rejected(kernel, rng):
     with pytest.raises(TypeError):
         call(fastopt, kernel, arrays, {**opts, "learning_rate": 0.1})
     positional = [arrays[n] for n in array_names(kernel, opts) if n not in OPTIONAL_STATES]
-    fn = getattr(fastopt, "ewa_update" if kernel == "ewa" else f"{kernel}_step")
+    fn = getattr(fastopt, _registry.BY_NAME[kernel].twin)
     with pytest.raises(TypeError):          # hyperparameters are keyword-only
         fn(*positional, 0.1)
     snap.assert_unchanged()
@@ -397,13 +402,9 @@ def test_multi_length_mismatch(kernel, name, rng):
     names = array_names(kernel, opts)
     cols = {n: [d[n] for d in lst] for n in names}
     cols[name] = cols[name][:-1]
-    multi = getattr(MULTI, {"ewa": "ewa_update_multi"}.get(kernel, f"{kernel}_step_multi"))
+    multi = multi_fn(kernel)
     args = [cols[n] for n in names if n not in OPTIONAL_STATES]
-    kw = dict(opts)
-    if kernel == "rmsprop":
-        kw.update(grad_avgs=cols["grad_avg"], momentum_bufs=cols["momentum_buf"])
-    if kernel == "adam":
-        kw.update(v_maxs=cols["v_max"], step=1)
+    kw = dict(opts, step=1, **optional_kw(kernel, cols))
     lead = names[0]
     expect_error(ValueError, [plural(name)] + ([plural(n) for n in names[1:]] if name == lead
                                                else []),
@@ -480,13 +481,9 @@ def test_multi_list_argument_of_wrong_type(kernel, name, rng):
     names = array_names(kernel, opts)
     cols = {n: [d[n] for d in lst] for n in names}
     cols[name] = cols[name][0]          # an array, not a list of arrays
-    multi = getattr(MULTI, {"ewa": "ewa_update_multi"}.get(kernel, f"{kernel}_step_multi"))
+    multi = multi_fn(kernel)
     args = [cols[n] for n in names if n not in OPTIONAL_STATES]
-    kw = dict(opts)
-    if kernel == "rmsprop":
-        kw.update(grad_avgs=cols["grad_avg"], momentum_bufs=cols["momentum_buf"])
-    if kernel == "adam":
-        kw.update(v_maxs=cols["v_max"], step=1)
+    kw = dict(opts, step=1, **optional_kw(kernel, cols))
     expect_error(TypeError, [plural(name)], lambda: multi(*args, **kw), _all(lst))
 
 
@@ -566,21 +563,17 @@ def test_multi_bad_hyperparameter(kernel, key, value, exc, rng):
     expect_error(exc, [key], _multi_call(kernel, lst, o, step=step, **kw), _all(lst))
 
 
-@pytest.mark.parametrize("kernel, missing", [("rmsprop", "grad_avgs"),
-                                             ("rmsprop", "momentum_bufs"),
-                                             ("adam", "v_maxs")])
+@pytest.mark.parametrize("kernel, missing", [
+    pytest.param(r.name, op.plural, id=f"{r.name}-{op.plural}")
+    for r in _registry.RULES for op in r.operands if op.needs is not None])
 def test_multi_missing_optional_list(kernel, missing, rng):
     opts, lst = _multi_arrays(kernel, rng)
-    cols = lambda n: [d[n] for d in lst]  # noqa: E731
-    if kernel == "rmsprop":
-        kw = dict(grad_avgs=cols("grad_avg"), momentum_bufs=cols("momentum_buf"))
-        kw[missing] = None
-        fn = lambda: MULTI.rmsprop_step_multi(cols("param"), cols("grad"),  # noqa: E731
-                                              cols("sq_avg"), **opts, **kw)
-    else:
-        fn = lambda: MULTI.adam_step_multi(cols("param"), cols("grad"), cols("m"),  # noqa: E731
-                                           cols("v"), step=1, **opts)
-    expect_error(ValueError, [missing], fn, _all(lst))
+    names = array_names(kernel, opts)
+    cols = {n: [d[n] for d in lst] for n in names}
+    kw = dict(opts, step=1, **optional_kw(kernel, cols))
+    kw[missing] = None
+    args = [cols[n] for n in names if n not in OPTIONAL_STATES]
+    expect_error(ValueError, [missing], lambda: multi_fn(kernel)(*args, **kw), _all(lst))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -621,7 +614,8 @@ def test_nan_and_inf_propagate(kernel, dtype, n, rng):
     nonfinite = sorted(bad)
     mask = np.zeros(n, bool)
     mask[nonfinite] = True
-    for k in NAN_TARGETS[kernel]:
+    written = [x for i, x in enumerate(names) if i != 1]
+    for k in NAN_TARGETS.get(kernel, written):
         a = arrays[k].reshape(-1)
         assert np.isnan(a[3]) and np.isnan(a[n - 1]), f"NaN did not reach {k}"
         assert not np.isfinite(a[5]) and not np.isfinite(a[6]), f"Inf did not reach {k}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _dispatch, reference
+from fastopt import _dispatch, _registry, reference
 
 from conftest import (
     BIG_SIZES,
@@ -80,8 +80,7 @@ def test_parity_every_option(kernel, opts, dtype, rng):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_parity_default_hyperparameters(kernel, dtype, rng):
     """The library defaults equal the reference's defaults (same signature, same meaning)."""
-    opts = {"sgd": dict(lr=0.1), "momentum": dict(lr=0.1), "rmsprop": dict(lr=0.01),
-            "adam": {}, "ewa": dict(beta=0.9)}[kernel]
+    opts = _registry.required_hypers(_registry.BY_NAME[kernel])
     _parity(kernel, opts, ArrayCase(257, dtype, "contiguous"), rng)
 
 

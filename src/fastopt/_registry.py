@@ -31,7 +31,8 @@ A rule is
   generic tests sweep (the default first).
 
 An option is switched on by a keyword: ``Option.keyword`` is true (``amsgrad=True``) or, for a
-number, positive (``momentum > 0``); ``Option.when`` says so in error messages.
+number, positive (``momentum > 0``); ``Option.when`` says so in error messages and
+``Option.on`` is a value that switches it on (for the generic tests).
 
 The element function is ``_<name>_elem`` in ``_rules.pxi``: its arguments are a pointer to each
 written operand (slot order, the gradient left out), the gradient value, the fields, then the
@@ -45,7 +46,7 @@ hand-derived values.  See docs/architecture.md.
 from collections import namedtuple
 
 Operand = namedtuple("Operand", "name plural needs")
-Option = namedtuple("Option", "name bit keyword when")
+Option = namedtuple("Option", "name bit keyword when on")
 Rule = namedtuple("Rule", "name operands options fields twin heavy scaled stepped hypers "
                          "example axes")
 Hyperparam = namedtuple("Hyperparam", "name kind default")
@@ -79,13 +80,14 @@ OPTION_BITS = {
 }
 
 
-# How each option is switched on by the entry points' keywords.
+# How each option is switched on by the entry points' keywords: (keyword, how messages say it,
+# a value that switches it on).
 _SWITCH = {
-    "l2": ("weight_decay", "weight_decay > 0 (L2)"),
-    "nesterov": ("nesterov", "nesterov=True"),
-    "centered": ("centered", "centered=True"),
-    "momentum": ("momentum", "momentum > 0"),
-    "amsgrad": ("amsgrad", "amsgrad=True"),
+    "l2": ("weight_decay", "weight_decay > 0 (L2)", 0.1),
+    "nesterov": ("nesterov", "nesterov=True", True),
+    "centered": ("centered", "centered=True", True),
+    "momentum": ("momentum", "momentum > 0", 0.9),
+    "amsgrad": ("amsgrad", "amsgrad=True", True),
 }
 
 
@@ -186,6 +188,22 @@ def operand_names(rule):
 def option(rule, name):
     """The Option of `rule` called `name`."""
     return next(o for o in rule.options if o.name == name)
+
+
+def with_all_operands(rule):
+    """The rule's example hyperparameters with every option that brings an operand switched on:
+    a call that uses all of the rule's operands."""
+    kw = dict(rule.example)
+    for op in rule.operands:
+        if op.needs is not None:
+            o = option(rule, op.needs)
+            kw[o.keyword] = o.on
+    return kw
+
+
+def required_hypers(rule):
+    """The example values of the hyperparameters without a default (the least a call needs)."""
+    return {hp.name: rule.example[hp.name] for hp in rule.hypers if hp.default == REQUIRED}
 
 
 def operands_in_use(rule, kwargs):
