@@ -615,10 +615,13 @@ def test_nan_and_inf_propagate(kernel, dtype, n, rng):
     mask = np.zeros(n, bool)
     mask[nonfinite] = True
     written = [x for i, x in enumerate(names) if i != 1]
+    # Every rule: NaN reaches each written array (and the places match the twin's, above).
+    # Inf too, for the rules whose formulas carry it everywhere (Lion's sign() does not).
     for k in NAN_TARGETS.get(kernel, written):
         a = arrays[k].reshape(-1)
         assert np.isnan(a[3]) and np.isnan(a[n - 1]), f"NaN did not reach {k}"
-        assert not np.isfinite(a[5]) and not np.isfinite(a[6]), f"Inf did not reach {k}"
+        if kernel in NAN_TARGETS:
+            assert not np.isfinite(a[5]) and not np.isfinite(a[6]), f"Inf did not reach {k}"
         assert np.isfinite(a[~mask]).all(), f"non-finite values leaked into other elements of {k}"
     if kernel == "sgd":
         assert arrays["param"][5] == -np.inf and arrays["param"][6] == np.inf
