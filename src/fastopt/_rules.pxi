@@ -90,6 +90,17 @@ cdef inline void _adam_elem(floating* p, floating* m, floating* v, floating* vma
     p[0] = p[0] * decay - step_size * (mi / (_sqrt(vi * c2 + eps_in) + eps_out))
 
 
+cdef inline void _lion_elem(floating* p, floating* m, floating g, floating lr, floating decay,
+                            floating b1, floating omb1, floating b2,
+                            floating omb2) noexcept nogil:
+    # c = b1*m + (1-b1)*g ; p <- p*decay - lr*sign(c) ; m <- b2*m + (1-b2)*g
+    # sign(+-0) = +-0 (no move), sign(NaN) = NaN (propagates); decay = 1 - lr*wd (decoupled)
+    cdef floating c = b1 * m[0] + omb1 * g
+    cdef floating s = 1 if c > 0 else (-1 if c < 0 else c)
+    p[0] = p[0] * decay - lr * s
+    m[0] = b2 * m[0] + omb2 * g
+
+
 cdef inline void _ewa_elem(floating* avg, floating x, floating beta, floating omb) noexcept nogil:
     # avg <- beta*avg + (1-beta)*x
     avg[0] = beta * avg[0] + omb * x
@@ -156,6 +167,17 @@ cdef inline int _adam_scalars(Hyper* h, double lr, double beta1, double beta2, d
     else:
         h.wd = weight_decay
     return (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if amsgrad else 0)
+
+
+cdef inline int _lion_scalars(Hyper* h, double lr, double beta1, double beta2,
+                              double weight_decay, bint maximize) noexcept nogil:
+    h.lr = lr
+    h.decay = 1.0 - lr * weight_decay
+    h.b1 = beta1
+    h.omb1 = 1.0 - beta1
+    h.b2 = beta2
+    h.omb2 = 1.0 - beta2
+    return 0
 
 
 cdef inline int _ewa_scalars(Hyper* h, double beta) noexcept nogil:
@@ -278,4 +300,25 @@ _DOC["ewa"] = """One step of an exponentially weighted average, in place.
     avg : ndarray, updated in place.   value : ndarray, read only (may be read-only).
     beta : float in [0, 1).   n_threads : int or None.
     step, rounding, seed : the rounding of a 16-bit `avg` (as the step kernels).
+"""
+
+_DOC["lion"] = """Lion (EvoLved Sign Momentum, Chen et al. 2023), in place.
+
+    .. math::
+        c = \\beta_1 m + (1-\\beta_1) g \\qquad
+        \\theta \\leftarrow \\theta (1 - \\eta\\lambda) - \\eta\\,\\mathrm{sign}(c) \\qquad
+        m \\leftarrow \\beta_2 m + (1-\\beta_2) g
+
+    One state array (m, zero at start).  The step has the same size, lr, for every element;
+    ``sign(0) = 0`` (no move) and a NaN propagates.  Weight decay is decoupled, as in the paper,
+    optax's ``lion`` and ``lion-pytorch``.  Defaults lr = 1e-4, beta1 = 0.9, beta2 = 0.99 (the
+    paper's; lr is typically 3-10x smaller than AdamW's).
+
+    Parameters
+    ----------
+    param, m : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   beta1, beta2 : float in [0, 1).   weight_decay : float >= 0 (decoupled).
+    maximize : bool.   step : int >= 1 or None (needed with ``rounding="stochastic"``).
+    n_threads : int or None.
 """

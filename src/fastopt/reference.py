@@ -81,6 +81,15 @@ def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
         param[...] = param - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
+def lion_step(param, grad, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
+              maximize=False, n_threads=None):
+    """Lion: W = W (1 - lr wd) - lr sign(beta1 m + (1 - beta1) dW); m = beta2 m + (1 - beta2) dW."""
+    g = -grad if maximize else grad
+    c = beta1 * m + (1 - beta1) * g
+    param[...] = param * (1 - lr * weight_decay) - lr * np.sign(c)
+    m[...] = beta2 * m + (1 - beta2) * g
+
+
 def ewa_update(avg, value, *, beta, n_threads=None):
     """avg = beta avg + (1 - beta) value."""
     avg[...] = beta * avg + (1 - beta) * value
@@ -276,12 +285,19 @@ def _exact_adam(w, g, c, o):
                   - c("step_size") * (mi / (np.sqrt(vi * c("c2") + c("eps_in")) + c("eps_out"))))
 
 
+def _exact_lion(w, g, c, o):
+    cc = c("b1") * w["m"] + c("omb1") * g
+    s = np.where(cc > 0, cc.dtype.type(1), np.where(cc < 0, cc.dtype.type(-1), cc))
+    w["param"] = w["param"] * c("decay") - c("lr") * s
+    w["m"] = c("b2") * w["m"] + c("omb2") * g
+
+
 def _exact_ewa(w, x, c, o):
     w["avg"] = c("b1") * w["avg"] + c("omb1") * x
 
 
 _EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsprop,
-          "adam": _exact_adam, "ewa": _exact_ewa}
+          "adam": _exact_adam, "lion": _exact_lion, "ewa": _exact_ewa}
 
 
 def _scalars(rule, h):
@@ -316,6 +332,13 @@ def _scalars(rule, h):
             s["wd"] = 0.0
             opts["l2"] = False
         opts["amsgrad"] = bool(h.get("amsgrad", False))
+    elif rule == "lion":
+        s["lr"] = lr = float(h.get("lr", 1e-4))
+        s["decay"] = 1.0 - lr * wd
+        s["wd"] = 0.0
+        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.99))
+        s["omb1"], s["omb2"] = 1.0 - s["b1"], 1.0 - s["b2"]
+        opts = {}
     elif rule == "ewa":
         s["b1"] = float(h["beta"])
         s["omb1"] = 1.0 - s["b1"]
