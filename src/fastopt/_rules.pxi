@@ -96,7 +96,12 @@ cdef inline void _lion_elem(floating* p, floating* m, floating g, floating lr, f
     # c = b1*m + (1-b1)*g ; p <- p*decay - lr*sign(c) ; m <- b2*m + (1-b2)*g
     # sign(+-0) = +-0 (no move), sign(NaN) = NaN (propagates); decay = 1 - lr*wd (decoupled)
     cdef floating c = b1 * m[0] + omb1 * g
-    cdef floating s = 1 if c > 0 else (-1 if c < 0 else c)
+    cdef floating one = 1
+    cdef floating s = c              # +-0 and NaN stay as they are
+    if c > 0:                        # plain assignments: the compiler turns them into blends
+        s = one
+    if c < 0:
+        s = -one
     p[0] = p[0] * decay - lr * s
     m[0] = b2 * m[0] + omb2 * g
 
