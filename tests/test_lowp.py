@@ -1248,3 +1248,22 @@ def test_grad_scale_is_not_applied_to_a_16bit_gradient_before_the_load(rng):
     want = g.astype(F32) * np.float32(1 / 3)
     assert_same_bits(m, want, "velocity = g * s in float32")
     assert np.any(bits(m) != bits((g.astype(F32) * np.float32(1 / 3)).astype(BF16).astype(F32)))
+
+
+@pytest.mark.parametrize("base", [2 ** 32 - 300, 2 ** 33 - 7, 3 * 2 ** 32])
+def test_stochastic_bits_across_the_2_32_index_boundary(base, rng):
+    """Blocks cut where the element index crosses a multiple of 2^32 (the hash's high word
+    changes there): with the index offset by `base` (a test hook), a call of 1000 elements
+    straddles it, and the bits still equal the twin's for indices base .. base + 999."""
+    n = 1000
+    p = (rng.standard_normal(n) * 3).astype(F32).astype(BF16)
+    g = rng.standard_normal(n).astype(F32).astype(BF16)
+    twin = {"param": p.copy(), "grad": g.copy()}
+    K._set_index_base(base)
+    try:
+        K.sgd_step(p, g, lr=1e-3, step=5, seed=11, rounding="stochastic")
+    finally:
+        K._set_index_base(0)
+    reference.step_exact("sgd", twin, lr=1e-3, step=5, seed=11, rounding="stochastic",
+                         start=base)
+    assert_same_bits(p, twin["param"], "param")

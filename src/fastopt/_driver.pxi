@@ -53,6 +53,18 @@ cdef extern from *:
     void fo_keep(uint32_t x) noexcept nogil
 
 
+# Tests only: an offset added to every element index of the stochastic-rounding hash, so that a
+# small call can cross the 2^32 boundary where the hash's high word changes (a real call would
+# need 4 billion elements).
+cdef uint64_t _index_base = 0
+
+
+def _set_index_base(base):
+    """Tests only: offset the stochastic-rounding element index by `base` (0 to reset)."""
+    global _index_base
+    _index_base = <uint64_t>_int(base, "base", 0, 2 ** 62)
+
+
 # The loop table in use (installed by fastopt._dispatch at import).
 cdef const LoopTable* T = NULL
 cdef object _installed = None      # the capsule (keeps the loop module's table alive)
@@ -169,7 +181,7 @@ cdef void _blocked(const Call* c, const Seg* s, Py_ssize_t lo, Py_ssize_t hi) no
     cdef fo_loop f = _native_loop(c.kid, False)
     while off < hi:
         nb = hi - off if hi - off < BLOCK else BLOCK
-        g = <uint64_t>(s.start + off)
+        g = <uint64_t>(s.start + off) + _index_base
         if (g & 0xffffffffULL) + <uint64_t>nb > 0x100000000ULL:
             nb = <Py_ssize_t>(0x100000000ULL - (g & 0xffffffffULL))   # one high word per block
         hi32 = <uint32_t>(g >> 32)
