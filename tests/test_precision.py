@@ -292,3 +292,19 @@ def test_ewa_and_debias_of_16_bit_input_compute_in_float32(dtype, rng):
     d = fastopt.debias(x[0], beta=0.9, step=2)
     assert d.dtype == np.float32
     np.testing.assert_allclose(d, x[0].astype(np.float32) / np.float32(1 - 0.81), rtol=1e-6)
+
+
+def test_one_plan_type_serves_every_isa_level(rng):
+    """The core is built once: a Plan made at import works with every level's loop table (it
+    used to be refused by another build with '...or a Plan, got Plan')."""
+    from fastopt import _dispatch
+    p = [rng.standard_normal(100).astype(np.float32)]
+    g = [rng.standard_normal(100).astype(np.float32)]
+    m, v = [np.zeros(100, np.float32)], [np.zeros(100, np.float32)]
+    plan = _dispatch.kernels.Plan(p, ("param", "grad", "m", "v"), (m, v))
+    results = []
+    for level in _dispatch.available():
+        results.append(p[0].copy())
+        _dispatch.load(level).adam_step_multi(plan, g, lr=1e-2)
+    assert plan.count == len(_dispatch.available())
+    assert not np.array_equal(results[0], p[0])
