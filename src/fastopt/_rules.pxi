@@ -90,6 +90,36 @@ cdef inline void _adam_elem(floating* p, floating* m, floating* v, floating* vma
     p[0] = p[0] * decay - step_size * (mi / (_sqrt(vi * c2 + eps_in) + eps_out))
 
 
+cdef inline void _adagrad_elem(floating* p, floating* s, floating g, floating lr, floating wd,
+                               floating eps, bint l2) noexcept nogil:
+    # s <- s + g^2 ; p <- p - lr * g / (sqrt(s) + eps)   (lr already decayed: lr/(1+(t-1)decay))
+    cdef floating si
+    g = _grad(g, p[0], wd, l2)
+    si = s[0] + g * g
+    s[0] = si
+    p[0] = p[0] - lr * (g / (_sqrt(si) + eps))
+
+
+cdef inline void _adamax_elem(floating* p, floating* m, floating* u, floating g,
+                              floating step_size, floating wd, floating b1, floating omb1,
+                              floating b2, floating eps, bint l2) noexcept nogil:
+    # m <- b1*m + (1-b1)*g ; u <- max(b2*u, |g| + eps) ; p <- p - step_size * m / u
+    # with step_size = lr/(1-b1^t); the max keeps a NaN (torch.amax), as AMSGrad's does
+    cdef floating mi, ui, a
+    g = _grad(g, p[0], wd, l2)
+    mi = b1 * m[0] + omb1 * g
+    m[0] = mi
+    a = g
+    if a < 0:
+        a = -a
+    a = a + eps
+    ui = b2 * u[0]
+    if a > ui or a != a:
+        ui = a
+    u[0] = ui
+    p[0] = p[0] - step_size * (mi / ui)
+
+
 cdef inline void _lion_elem(floating* p, floating* m, floating g, floating lr, floating decay,
                             floating b1, floating omb1, floating b2,
                             floating omb2) noexcept nogil:
@@ -172,6 +202,26 @@ cdef inline int _adam_scalars(Hyper* h, double lr, double beta1, double beta2, d
     else:
         h.wd = weight_decay
     return (O_L2 if h.wd != 0 else 0) | (O_AMSGRAD if amsgrad else 0)
+
+
+cdef inline int _adagrad_scalars(Hyper* h, double lr, double lr_decay, double eps,
+                                 double weight_decay, bint maximize, double t) noexcept nogil:
+    h.lr = lr / (1.0 + (t - 1.0) * lr_decay)
+    h.wd = weight_decay
+    h.eps_out = eps
+    return O_L2 if weight_decay != 0 else 0
+
+
+cdef inline int _adamax_scalars(Hyper* h, double lr, double beta1, double beta2, double eps,
+                                double weight_decay, bint maximize, double t) noexcept nogil:
+    h.lr = lr
+    h.step_size = lr / (1.0 - pow(beta1, t))
+    h.wd = weight_decay
+    h.b1 = beta1
+    h.omb1 = 1.0 - beta1
+    h.b2 = beta2
+    h.eps_out = eps
+    return O_L2 if weight_decay != 0 else 0
 
 
 cdef inline int _lion_scalars(Hyper* h, double lr, double beta1, double beta2,
@@ -326,4 +376,42 @@ _DOC["lion"] = """Lion (EvoLved Sign Momentum, Chen et al. 2023), in place.
     lr : float >= 0.   beta1, beta2 : float in [0, 1).   weight_decay : float >= 0 (decoupled).
     maximize : bool.   step : int >= 1 or None (needed with ``rounding="stochastic"``).
     n_threads : int or None.
+"""
+
+_DOC["adagrad"] = """Adagrad (Duchi et al. 2011), in place, as ``torch.optim.Adagrad``.
+
+    .. math::
+        \\eta_t = \\frac{\\eta}{1 + (t-1)\\,\\mathrm{lr\\_decay}} \\qquad
+        s \\leftarrow s + g^2 \\qquad
+        \\theta \\leftarrow \\theta - \\eta_t\\,\\frac{g}{\\sqrt{s} + \\epsilon}
+
+    where g is the gradient (negated when maximizing, plus ``weight_decay * param``, L2).
+    ``sum_sq`` starts at zero (or at torch's ``initial_accumulator_value``).
+
+    Parameters
+    ----------
+    param, sum_sq : ndarray, updated in place.
+    grad : ndarray, read only.
+    step : int >= 1, the number of this update (t, for lr_decay).
+    lr : float >= 0.   lr_decay : float >= 0.   eps : float >= 0.   weight_decay : float >= 0.
+    maximize : bool.   n_threads : int or None.
+"""
+
+_DOC["adamax"] = """Adamax (Kingma and Ba 2015, section 7), in place, as ``torch.optim.Adamax``.
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1-\\beta_1) g \\qquad
+        u \\leftarrow \\max(\\beta_2 u,\\ |g| + \\epsilon) \\qquad
+        \\theta \\leftarrow \\theta - \\frac{\\eta}{1-\\beta_1^t}\\,\\frac{m}{u}
+
+    The infinity-norm variant of Adam; eps is added to |g| inside the max, as PyTorch does.
+    g is the gradient (negated when maximizing, plus ``weight_decay * param``, L2).
+
+    Parameters
+    ----------
+    param, m, u : ndarray, updated in place (m and u start at zero).
+    grad : ndarray, read only.
+    step : int >= 1, the number of this update (t above).
+    lr : float >= 0.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
+    weight_decay : float >= 0.   maximize : bool.   n_threads : int or None.
 """

@@ -81,6 +81,23 @@ def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
         param[...] = param - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
+def adagrad_step(param, grad, sum_sq, *, step, lr=1e-2, lr_decay=0.0, eps=1e-10,
+                 weight_decay=0.0, maximize=False, n_threads=None):
+    """Adagrad: S = S + dW**2; W = W - lr_t dW / (sqrt(S) + eps), lr_t = lr / (1 + (t-1) decay)."""
+    g = _grad(param, grad, weight_decay, maximize)
+    sum_sq[...] = sum_sq + g * g
+    param[...] = param - lr / (1 + (step - 1) * lr_decay) * g / (np.sqrt(sum_sq) + eps)
+
+
+def adamax_step(param, grad, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, maximize=False, n_threads=None):
+    """Adamax: m = b1 m + (1-b1) dW; u = max(b2 u, |dW| + eps); W = W - lr/(1-b1^t) m / u."""
+    g = _grad(param, grad, weight_decay, maximize)
+    m[...] = beta1 * m + (1 - beta1) * g
+    u[...] = np.maximum(beta2 * u, np.abs(g) + eps)
+    param[...] = param - lr / (1 - beta1 ** step) * m / u
+
+
 def lion_step(param, grad, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
               maximize=False, n_threads=None):
     """Lion: W = W (1 - lr wd) - lr sign(beta1 m + (1 - beta1) dW); m = beta2 m + (1 - beta2) dW."""
@@ -285,6 +302,26 @@ def _exact_adam(w, g, c, o):
                   - c("step_size") * (mi / (np.sqrt(vi * c("c2") + c("eps_in")) + c("eps_out"))))
 
 
+def _exact_adagrad(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    si = w["sum_sq"] + g * g
+    w["sum_sq"] = si
+    w["param"] = w["param"] - c("lr") * (g / (np.sqrt(si) + c("eps_out")))
+
+
+def _exact_adamax(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    mi = c("b1") * w["m"] + c("omb1") * g
+    w["m"] = mi
+    a = np.abs(g) + c("eps_out")
+    ui = c("b2") * w["u"]
+    ui = np.where((a > ui) | (a != a), a, ui)
+    w["u"] = ui
+    w["param"] = w["param"] - c("step_size") * (mi / ui)
+
+
 def _exact_lion(w, g, c, o):
     cc = c("b1") * w["m"] + c("omb1") * g
     s = np.where(cc > 0, cc.dtype.type(1), np.where(cc < 0, cc.dtype.type(-1), cc))
@@ -297,7 +334,8 @@ def _exact_ewa(w, x, c, o):
 
 
 _EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsprop,
-          "adam": _exact_adam, "lion": _exact_lion, "ewa": _exact_ewa}
+          "adam": _exact_adam, "adagrad": _exact_adagrad, "adamax": _exact_adamax,
+          "lion": _exact_lion, "ewa": _exact_ewa}
 
 
 def _scalars(rule, h):
@@ -332,6 +370,16 @@ def _scalars(rule, h):
             s["wd"] = 0.0
             opts["l2"] = False
         opts["amsgrad"] = bool(h.get("amsgrad", False))
+    elif rule == "adagrad":
+        s["lr"] = lr = float(h.get("lr", 1e-2))
+        s["lr"] = lr / (1.0 + (h["step"] - 1.0) * float(h.get("lr_decay", 0.0)))
+        s["eps_out"] = float(h.get("eps", 1e-10))
+    elif rule == "adamax":
+        s["lr"] = lr = float(h.get("lr", 2e-3))
+        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.999))
+        s["omb1"] = 1.0 - s["b1"]
+        s["step_size"] = lr / (1.0 - s["b1"] ** h["step"])
+        s["eps_out"] = float(h.get("eps", 1e-8))
     elif rule == "lion":
         s["lr"] = lr = float(h.get("lr", 1e-4))
         s["decay"] = 1.0 - lr * wd
