@@ -120,6 +120,20 @@ cdef inline void _adamax_elem(floating* p, floating* m, floating* u, floating g,
     p[0] = p[0] - step_size * (mi / ui)
 
 
+cdef inline void _adadelta_elem(floating* p, floating* sq, floating* acc, floating g,
+                                floating lr, floating wd, floating rho, floating omr,
+                                floating eps, bint l2) noexcept nogil:
+    # sq <- rho*sq + (1-rho)*g^2 ; d = sqrt(acc + eps) / sqrt(sq + eps) * g ;
+    # acc <- rho*acc + (1-rho)*d^2 ; p <- p - lr*d
+    cdef floating si, d
+    g = _grad(g, p[0], wd, l2)
+    si = rho * sq[0] + omr * (g * g)
+    sq[0] = si
+    d = _sqrt(acc[0] + eps) / _sqrt(si + eps) * g
+    acc[0] = rho * acc[0] + omr * (d * d)
+    p[0] = p[0] - lr * d
+
+
 cdef inline void _lion_elem(floating* p, floating* m, floating g, floating lr, floating decay,
                             floating b1, floating omb1, floating b2,
                             floating omb2) noexcept nogil:
@@ -221,6 +235,16 @@ cdef inline int _adamax_scalars(Hyper* h, double lr, double beta1, double beta2,
     h.omb1 = 1.0 - beta1
     h.b2 = beta2
     h.eps_out = eps
+    return O_L2 if weight_decay != 0 else 0
+
+
+cdef inline int _adadelta_scalars(Hyper* h, double lr, double rho, double eps,
+                                  double weight_decay, bint maximize) noexcept nogil:
+    h.lr = lr
+    h.b1 = rho
+    h.omb1 = 1.0 - rho
+    h.eps_in = eps
+    h.wd = weight_decay
     return O_L2 if weight_decay != 0 else 0
 
 
@@ -414,4 +438,24 @@ _DOC["adamax"] = """Adamax (Kingma and Ba 2015, section 7), in place, as ``torch
     step : int >= 1, the number of this update (t above).
     lr : float >= 0.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
     weight_decay : float >= 0.   maximize : bool.   n_threads : int or None.
+"""
+
+_DOC["adadelta"] = """Adadelta (Zeiler 2012), in place, as ``torch.optim.Adadelta``.
+
+    .. math::
+        s \\leftarrow \\rho s + (1-\\rho) g^2 \\qquad
+        \\Delta = \\frac{\\sqrt{a + \\epsilon}}{\\sqrt{s + \\epsilon}}\\, g \\qquad
+        a \\leftarrow \\rho a + (1-\\rho) \\Delta^2 \\qquad
+        \\theta \\leftarrow \\theta - \\eta\\,\\Delta
+
+    g is the gradient (negated when maximizing, plus ``weight_decay * param``, L2); ``sq_avg``
+    (s) and ``acc_delta`` (a) start at zero.  The default lr = 1.0 is the paper's and PyTorch's.
+
+    Parameters
+    ----------
+    param, sq_avg, acc_delta : ndarray, updated in place.
+    grad : ndarray, read only.
+    lr : float >= 0.   rho : float in [0, 1).   eps : float >= 0.   weight_decay : float >= 0.
+    maximize : bool.   step : int >= 1 or None (needed with ``rounding="stochastic"``).
+    n_threads : int or None.
 """

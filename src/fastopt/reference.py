@@ -98,6 +98,17 @@ def adamax_step(param, grad, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps
     param[...] = param - lr / (1 - beta1 ** step) * m / u
 
 
+def adadelta_step(param, grad, sq_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                  maximize=False, n_threads=None):
+    """Adadelta: S = rho S + (1-rho) dW**2; D = sqrt(A + eps)/sqrt(S + eps) dW;
+    A = rho A + (1-rho) D**2; W = W - lr D."""
+    g = _grad(param, grad, weight_decay, maximize)
+    sq_avg[...] = rho * sq_avg + (1 - rho) * (g * g)
+    delta = np.sqrt(acc_delta + eps) / np.sqrt(sq_avg + eps) * g
+    acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
+    param[...] = param - lr * delta
+
+
 def lion_step(param, grad, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
               maximize=False, n_threads=None):
     """Lion: W = W (1 - lr wd) - lr sign(beta1 m + (1 - beta1) dW); m = beta2 m + (1 - beta2) dW."""
@@ -322,6 +333,16 @@ def _exact_adamax(w, g, c, o):
     w["param"] = w["param"] - c("step_size") * (mi / ui)
 
 
+def _exact_adadelta(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    si = c("b1") * w["sq_avg"] + c("omb1") * (g * g)
+    w["sq_avg"] = si
+    d = np.sqrt(w["acc_delta"] + c("eps_in")) / np.sqrt(si + c("eps_in")) * g
+    w["acc_delta"] = c("b1") * w["acc_delta"] + c("omb1") * (d * d)
+    w["param"] = w["param"] - c("lr") * d
+
+
 def _exact_lion(w, g, c, o):
     cc = c("b1") * w["m"] + c("omb1") * g
     s = np.where(cc > 0, cc.dtype.type(1), np.where(cc < 0, cc.dtype.type(-1), cc))
@@ -335,7 +356,7 @@ def _exact_ewa(w, x, c, o):
 
 _EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsprop,
           "adam": _exact_adam, "adagrad": _exact_adagrad, "adamax": _exact_adamax,
-          "lion": _exact_lion, "ewa": _exact_ewa}
+          "adadelta": _exact_adadelta, "lion": _exact_lion, "ewa": _exact_ewa}
 
 
 def _scalars(rule, h):
@@ -380,6 +401,11 @@ def _scalars(rule, h):
         s["omb1"] = 1.0 - s["b1"]
         s["step_size"] = lr / (1.0 - s["b1"] ** h["step"])
         s["eps_out"] = float(h.get("eps", 1e-8))
+    elif rule == "adadelta":
+        s["lr"] = float(h.get("lr", 1.0))
+        s["b1"] = float(h.get("rho", 0.9))
+        s["omb1"] = 1.0 - s["b1"]
+        s["eps_in"] = float(h.get("eps", 1e-6))
     elif rule == "lion":
         s["lr"] = lr = float(h.get("lr", 1e-4))
         s["decay"] = 1.0 - lr * wd
