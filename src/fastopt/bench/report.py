@@ -146,7 +146,7 @@ def kernel_target_lines(results, threads, dtypes, overhead_ratio):
     lines = []
 
     def line(ok, text):
-        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}")
+        lines.append(target_line(ok, text))
 
     if np.dtype(np.float32) not in [np.dtype(d) for d in dtypes]:
         lines.append("  (the kernel targets are stated for float32; run with --dtype float32; "
@@ -264,6 +264,15 @@ def print_training_case(case, cands, unit):
 NOISY_IQR = 0.3          # a target line whose rows' iqr exceeds this says so
 
 
+def target_line(ok, text, *cands):
+    """One ``[ok]``/``[MISS]`` line; it names the rows among `cands` whose iqr exceeds
+    NOISY_IQR."""
+    noisy = [f"{min(c.spread, 9.99) * 100:.0f}% on {c.label} ({c.threads} thr)"
+             for c in cands if c.spread > NOISY_IQR]
+    note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
+    return f"  [{'ok' if ok else 'MISS'}] {text}{note}"
+
+
 def _tcand(results, key, kind, threads):
     for c in results.get(key, ()):
         if c.kind == kind and c.threads == threads:
@@ -277,10 +286,7 @@ def training_target_lines(results, threads):
     lines = []
 
     def line(ok, text, *cands):
-        noisy = [f"{min(c.spread, 9.99) * 100:.0f}% on {c.label} ({c.threads} thr)"
-                 for c in cands if c.spread > NOISY_IQR]
-        note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
-        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}{note}")
+        lines.append(target_line(ok, text, *cands))
 
     def info(text):
         lines.append(f"  [info] {text}")
@@ -397,10 +403,7 @@ def mixed_target_lines(results, threads):
     lines = []
 
     def line(ok, text, *cands):
-        noisy = [f"{min(c.spread, 9.99) * 100:.0f}% on {c.label} ({c.threads} thr)"
-                 for c in cands if c.spread > NOISY_IQR]
-        note = f"  (noisy, iqr {'; '.join(noisy)})" if noisy else ""
-        lines.append(f"  [{'ok' if ok else 'MISS'}] {text}{note}")
+        lines.append(target_line(ok, text, *cands))
 
     def info_line(text):
         lines.append(f"  [info] {text}")
