@@ -59,7 +59,8 @@ def _choose():
 
 
 ISA = _choose()
-_core._install(_module(ISA).table())
+_TABLE = _module(ISA).table()      # the chosen level's table, reinstalled after a switch
+_core._install(_TABLE)
 kernels = _core
 
 _switch_lock = threading.Lock()
@@ -75,7 +76,7 @@ def using(level):
         try:
             yield
         finally:
-            _core._install(_module(ISA).table())
+            _core._install(_TABLE)
 
 
 class _Level:
@@ -97,7 +98,7 @@ class _Level:
                 try:
                     return obj(*args, **kwargs)
                 finally:
-                    _core._install(_module(ISA).table())
+                    _core._install(_TABLE)
         return call
 
     def __repr__(self):

@@ -68,12 +68,11 @@ def _set_index_base(base):
 # The loop table in use (installed by fastopt._dispatch at import).
 cdef const LoopTable* T = NULL
 cdef object _installed = None      # the capsule (keeps the loop module's table alive)
-cdef object _installed_name = None
 
 
 def _install(capsule):
     """Use the LoopTable in `capsule` (from a fastopt._loops_* module's table())."""
-    global T, _installed, _installed_name
+    global T, _installed
     cdef const LoopTable* t
     if not PyCapsule_IsValid(capsule, b"fastopt.LoopTable"):
         raise TypeError("expected a fastopt.LoopTable capsule")
@@ -84,7 +83,6 @@ def _install(capsule):
                           f"abi {FASTOPT_ABI}, {N_KERNELS} kernels): rebuild fastopt")
     T = t
     _installed = capsule
-    _installed_name = t.name.decode()
 
 
 def _installed_level():
