@@ -7,6 +7,15 @@
 # array it is about.
 
 
+cdef inline int _any_16_bit(const Seg* s) noexcept nogil:
+    """1 when a slot of s holds float16 or bfloat16 (the segment runs through the blocks)."""
+    cdef int i
+    for i in range(NSLOT):
+        if s.dt[i] == FO_F16 or s.dt[i] == FO_BF16:
+            return 1
+    return 0
+
+
 cdef int _fill_seg(Seg* s, tuple names, tuple ops, int optional, object suffix,
                    int mode) except -1:
     """Check the operands of one update (slot 0 and the state slots are written, slot 1 is
@@ -55,19 +64,17 @@ cdef int _fill_seg(Seg* s, tuple names, tuple ops, int optional, object suffix,
         _check_type(names, i, suffix, p, _code(<cnp.ndarray>o), pname)
     s.n = cnp.PyArray_SIZE(<cnp.ndarray>o0)
     s.isz = cnp.PyArray_ITEMSIZE(<cnp.ndarray>o0)
-    s.blocked = 0
     for i in range(NSLOT):
         if present[i]:
             o = ops[i]
             s.a[i] = <char*>cnp.PyArray_DATA(<cnp.ndarray>o)
             s.dt[i] = <signed char>_code(<cnp.ndarray>o)
             nb[i] = s.n * cnp.PyArray_ITEMSIZE(<cnp.ndarray>o)
-            if s.dt[i] == FO_F16 or s.dt[i] == FO_BF16:
-                s.blocked = 1
         else:
             s.a[i] = s.a[0]
             s.dt[i] = s.dt[0]
             nb[i] = 0
+    s.blocked = _any_16_bit(s)
     if s.n > 0:
         for i in range(NSLOT):
             for j in range(i + 1, NSLOT):
@@ -347,10 +354,7 @@ cdef class Plan:
                         self.names[AUX] if self.mode == M_MASTER else self.names[0])
             s.a[1] = <char*>cnp.PyArray_DATA(<cnp.ndarray>g)
             s.dt[1] = <signed char>_code(<cnp.ndarray>g)
-            s.blocked = 0
-            for i in range(NSLOT):
-                if s.dt[i] == FO_F16 or s.dt[i] == FO_BF16:
-                    s.blocked = 1
+            s.blocked = _any_16_bit(s)
             if s.n == 0:
                 continue
             g0 = <uintptr_t>s.a[1]
