@@ -155,22 +155,36 @@ cdef uint32_t _slot_key(uint64_t seed, uint64_t step, int slot) noexcept nogil:
     return fo_mix32(k ^ <uint32_t>((<uint32_t>slot + 1u) * 0x85EBCA6Bu))
 
 
+cdef bint _stochastic(object rounding) except -1:
+    """True for rounding="stochastic", False for "nearest"; TypeError/ValueError otherwise."""
+    if type(rounding) is not str:
+        raise TypeError(f"rounding must be 'nearest' or 'stochastic', got "
+                        f"{type(rounding).__name__}")
+    if rounding == "nearest":
+        return False
+    if rounding == "stochastic":
+        return True
+    raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+
+
+def check_rounding(rounding):
+    """Return True for rounding="stochastic", False for "nearest"; TypeError unless a str,
+    ValueError for any other string (the kernels' rule, for the Python layers)."""
+    return _stochastic(rounding)
+
+
 cdef int _lowp(Call* c, object rounding, object seed, object step) except -1:
     """Validate the rounding keywords; with stochastic rounding, the per-slot hash keys."""
     cdef uint64_t sd, st
     cdef int i
-    if type(rounding) is not str:
-        raise TypeError(f"rounding must be 'nearest' or 'stochastic', got "
-                        f"{type(rounding).__name__}")
+    cdef bint stochastic = _stochastic(rounding)
     if not (type(seed) is int and 0 <= seed < 18446744073709551616):
         seed = _int(seed, "seed", 0, 18446744073709551616)
     if step is not None:
         st = <uint64_t>_step(step)
-    if rounding == "nearest":
+    if not stochastic:
         c.stochastic = 0
         return 0
-    if rounding != "stochastic":
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
     if step is None:
         raise ValueError("rounding='stochastic' needs step= (the update count, from 1): the "
                          "random bits are a hash of (seed, step, element index)")

@@ -366,11 +366,9 @@ def _precision(params, state_dtype, master_weights, kahan, rounding, seed):
     """Validate the storage and accuracy options of an optimizer (see Optimizer)."""
     master_weights = _bool(master_weights, "master_weights")
     kahan = _bool(kahan, "kahan")
-    if not isinstance(rounding, str):
-        raise TypeError(f"rounding must be 'nearest' or 'stochastic', got "
-                        f"{type(rounding).__name__}")
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    if isinstance(rounding, str):
+        rounding = str(rounding)      # a str subclass (numpy.str_) as the plain str the kernels take
+    _k.check_rounding(rounding)
     seed = _k.check_int(seed, "seed", 0, 2 ** 64)
     if master_weights and kahan:
         raise ValueError("master_weights=True and kahan=True are alternatives: pick one")
