@@ -329,6 +329,41 @@ def require_torch():
     return torch
 
 
+def torch_tolerance(dtype):
+    """The tolerances of every comparison with torch.optim."""
+    if dtype == np.float64:
+        return dict(rtol=1e-10, atol=1e-12)
+    return dict(rtol=1e-5, atol=1e-6)
+
+
+def torch_close(ours, theirs, dtype, what):
+    """Our array equals torch's tensor to torch_tolerance, every element."""
+    theirs = theirs.detach().numpy()
+    assert theirs.dtype == ours.dtype
+    np.testing.assert_allclose(ours, theirs, err_msg=what, **torch_tolerance(dtype))
+
+
+def run_against_torch(th, opt_cls, torch_kw, our_step, state_map, dtype, rng, n=257, steps=10):
+    """Run `steps` steps of torch optimizer `opt_cls(**torch_kw)` and of `our_step(t, p, g, st)`
+    on the same start and gradients; compare param and every mapped state every step."""
+    p0 = rng.standard_normal(n).astype(dtype)
+    p = p0.copy()
+    tp = th.tensor(p0.copy(), requires_grad=True)
+    opt = opt_cls([tp], **torch_kw)
+    state = {ours: np.zeros(n, dtype=dtype) for ours in state_map}
+    for t in range(1, steps + 1):
+        g = rng.standard_normal(n).astype(dtype)
+        g.flags.writeable = False
+        tp.grad = th.tensor(g.copy())
+        opt.step()
+        assert our_step(t, p, g, state) is None
+        torch_close(p, tp, dtype, f"param, step {t}")
+        for ours, theirs in state_map.items():
+            torch_close(state[ours], opt.state[tp][theirs], dtype,
+                        f"{ours} vs {theirs}, step {t}")
+    return p
+
+
 @contextlib.contextmanager
 def num_threads(n):
     """Set the library's default thread count for the block, then restore the previous setting."""

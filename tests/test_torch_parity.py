@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 
 import fastopt
+from conftest import run_against_torch as _run
+from conftest import torch_close as _compare
+from conftest import torch_tolerance as _tol
 
 try:
     import torch
@@ -35,38 +38,6 @@ def need_torch():
             pytest.fail("FASTOPT_REQUIRE_TORCH=1 but torch is not importable", pytrace=False)
         pytest.skip("torch is not installed")
     return torch
-
-
-def _tol(dtype):
-    if dtype == np.float64:
-        return dict(rtol=1e-10, atol=1e-12)
-    return dict(rtol=1e-5, atol=1e-6)
-
-
-def _compare(ours, theirs, dtype, what):
-    theirs = theirs.detach().numpy()
-    assert theirs.dtype == ours.dtype
-    np.testing.assert_allclose(ours, theirs, err_msg=what, **_tol(dtype))
-
-
-def _run(th, opt_cls, torch_kw, our_step, state_map, dtype, rng, n=N, steps=STEPS):
-    """Run `steps` steps of torch optimizer `opt_cls(**torch_kw)` and of `our_step(t, p, g, st)`
-    on the same start and gradients; compare param and every mapped state every step."""
-    p0 = rng.standard_normal(n).astype(dtype)
-    p = p0.copy()
-    tp = th.tensor(p0.copy(), requires_grad=True)
-    opt = opt_cls([tp], **torch_kw)
-    state = {ours: np.zeros(n, dtype=dtype) for ours in state_map}
-    for t in range(1, steps + 1):
-        g = rng.standard_normal(n).astype(dtype)
-        g.flags.writeable = False
-        tp.grad = th.tensor(g.copy())
-        opt.step()
-        assert our_step(t, p, g, state) is None
-        _compare(p, tp, dtype, f"param, step {t}")
-        for ours, theirs in state_map.items():
-            _compare(state[ours], opt.state[tp][theirs], dtype, f"{ours} vs {theirs}, step {t}")
-    return p
 
 
 def _ids(d):
