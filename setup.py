@@ -92,7 +92,8 @@ def _render_templates():
     layout, n_kernels = reg["layout"]()
     namespace = {"RULES": reg["RULES"], "LAYOUT": layout, "N_KERNELS": n_kernels,
                  "OPTION_BITS": reg["OPTION_BITS"], "combos": reg["combos"],
-                 "MAX_OPS": reg["MAX_OPS"], "REQUIRED": reg["REQUIRED"]}
+                 "MAX_OPS": reg["MAX_OPS"], "REQUIRED": reg["REQUIRED"],
+                 "scalar_hypers": reg["scalar_hypers"], "has_hyper": reg["has_hyper"]}
     for name in ("_loops_gen", "_core_gen", "_entry_gen"):
         src = os.path.join("src", "fastopt", f"{name}.pxi.tp")
         with open(src) as f:

@@ -260,6 +260,13 @@ def _hyper_cases():
             elif kinds.get(key) == "unit_or_none":
                 bad = [(-0.1, ValueError), (1.1, ValueError), (NAN, ValueError),
                        ("0", TypeError), (True, TypeError)]
+            elif kinds.get(key) == "unit":
+                bad = [(-0.1, ValueError), (1.1, ValueError), (NAN, ValueError),
+                       ("0", TypeError), (True, TypeError), (None, TypeError)]
+            elif kinds.get(key) == "eps_mode":
+                bad = [("Torch", ValueError), ("", ValueError), ("outside", ValueError),
+                       (None, TypeError), (True, TypeError), (0, TypeError),
+                       (b"torch", TypeError)]
             else:
                 bad = BAD_NONNEG
             for value, exc in bad:

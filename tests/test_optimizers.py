@@ -739,11 +739,17 @@ def test_bad_hyperparameters(cls_name, kw, exc, pattern):
         CLASSES[cls_name](ok_params(), lr=lr, **kw)
 
 
-def test_adamw_has_no_eps_inside_sqrt_and_decays_by_default():
-    with pytest.raises(TypeError):
-        fastopt.AdamW(ok_params(), eps_inside_sqrt=True)
-    assert fastopt.AdamW(ok_params()).hyper["weight_decay"] == 1e-2
-    assert fastopt.Adam(ok_params()).hyper["weight_decay"] == 0.0
+def test_adamw_decays_by_default_and_takes_the_eps_modes():
+    w = fastopt.AdamW(ok_params())
+    assert w.hyper["weight_decay"] == 1e-2 and w.hyper["decoupled_weight_decay"] is True
+    a = fastopt.Adam(ok_params())
+    assert a.hyper["weight_decay"] == 0.0 and a.hyper["decoupled_weight_decay"] is False
+    assert fastopt.AdamW(ok_params(), eps_inside_sqrt=True).hyper["eps_inside_sqrt"] is True
+    assert fastopt.AdamW(ok_params(), eps_mode="keras").hyper["eps_mode"] == "keras"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nesterov'"):
+        fastopt.AdamW(ok_params(), nesterov=True)
+    with pytest.raises(ValueError, match="contradicts"):
+        fastopt.Adam(ok_params(), eps_mode="keras", eps_inside_sqrt=True)
 
 
 def test_hyperparameters_are_keyword_only():

@@ -6,8 +6,8 @@ The public API, flat::
     fastopt.ewa_update / ewa / debias                              exponentially weighted averages
     fastopt.reference                                              plain-NumPy twins (the oracle)
     fastopt.set_num_threads / get_num_threads / show_config        threads and build information
-    fastopt.SGD / Momentum / RMSprop / Adam / AdamW                optimizer classes (one native call
-                                                                   per step for all arrays)
+    fastopt.SGD / Momentum / RMSprop / Adam / AdamW / Adagrad /    optimizer classes (one native call
+      Adamax / NAdam / RAdam / Adadelta / Lion / ScheduleFreeAdamW per step for all arrays)
     fastopt.inverse_time_decay / exponential_decay / ...           learning-rate schedules
     fastopt.clip_grad_norm / all_finite / EMA                      clipping, checks, weight averaging
     fastopt.save_state / load_state                                 optimizer checkpoints (.npz)
@@ -22,7 +22,8 @@ from .batching import MiniBatches, minibatches
 from .checkpoint import load_state, save_state
 from .clip import all_finite, clip_grad_norm, global_norm
 from .ema import EMA
-from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSprop
+from . import optimizers as _optimizers
+from .optimizers import SGD, AdamW, Momentum, Optimizer
 from .schedules import (
     Schedule,
     as_schedule,
@@ -48,12 +49,10 @@ from . import kernels as _kernels
 __all__ = [
     "EMA",
     "SGD",
-    "Adam",
     "AdamW",
     "MiniBatches",
     "Momentum",
     "Optimizer",
-    "RMSprop",
     "Schedule",
     "__version__",
     "all_finite",
@@ -83,7 +82,12 @@ __all__ = [
     "show_config",
 ]
 
-# Every rule of the registry is public (a new rule needs no line here).
+# Every rule of the registry is public, and so is its class (a new rule needs no line here).
+for _name in _optimizers.__all__:
+    globals()[_name] = getattr(_optimizers, _name)
+    if _name not in __all__:
+        __all__.append(_name)
+
 for _name in _RULE_KERNELS:
     globals()[_name] = getattr(_kernels, _name)
     if _name not in __all__:

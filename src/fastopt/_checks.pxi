@@ -62,6 +62,37 @@ cdef double _unit_or_none(object x, str name) except? -2.0:
     return d
 
 
+cdef double _unit(object x, str name) except? -2.0:
+    """A real in [0, 1]."""
+    cdef double d = _real(x, name)
+    if not (0.0 <= d <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {x!r}")
+    return d
+
+
+_EPS_MODES = ("torch", "inside", "keras")
+
+
+cdef int _eps_mode(object x, str name) except -1:
+    """"torch", "inside" or "keras" -> 0, 1, 2 (EPS_TORCH, EPS_INSIDE, EPS_KERAS)."""
+    if not isinstance(x, str):
+        raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, _EPS_MODES))}; got "
+                        f"{type(x).__name__}")
+    if str(x) in _EPS_MODES:
+        return _EPS_MODES.index(str(x))
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, _EPS_MODES))}, got {x!r}")
+
+
+def check_eps_mode(x, name="eps_mode"):
+    """x, validated as an eps_mode ("torch", "inside", "keras"), as a plain str."""
+    return _EPS_MODES[_eps_mode(x, name)]
+
+
+def check_unit(x, name):
+    """float(x) for a real in [0, 1]."""
+    return _unit(x, name)
+
+
 cdef bint _bool(object x, str name) except -1:
     if x is True or x is False:
         return x is True

@@ -36,6 +36,22 @@ _NOTE = """
     range) before any array is written.
 """
 
+_WD_PARAMS = """
+    weight_decay, decoupled_weight_decay, fully_decoupled : the weight-decay form (every step
+        rule).  decoupled_weight_decay=False: L2, ``g += weight_decay * param`` (torch.optim's
+        ``weight_decay``).  decoupled_weight_decay=True: ``param *= 1 - lr * weight_decay``
+        before the update (AdamW, Keras 3's ``weight_decay``, torch's
+        ``decoupled_weight_decay``).  fully_decoupled=True: ``param *= 1 - weight_decay``,
+        independent of lr (optimi's fully decoupled form).
+"""
+
+_EPS_PARAMS = """
+    eps_mode : "torch" (default) ``sqrt(v_hat) + eps``; "inside" ``sqrt(v_hat + eps)`` (the course
+        slides, optax's ``eps_root``); "keras" the "epsilon hat" form ``lr sqrt(1 - beta2**t) /
+        (1 - beta1**t) m / (sqrt(v) + eps)`` (Keras 3).  ``eps_inside_sqrt=True`` is the old
+        spelling of eps_mode="inside".
+"""
+
 _LOWP_PARAMS = """
     grad_scale : float >= 0, multiplies the gradient first (default 1).
     master : float32 ndarray or None, the master copy of a 16-bit param (updated in place; the

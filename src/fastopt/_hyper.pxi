@@ -22,3 +22,26 @@ cdef int _scaled(Hyper* h, object maximize, object grad_scale) except -1:
     # the gradient is multiplied by gscale before anything else: grad_scale, negated to maximize
     h.gscale = (-1.0 if _bool(maximize, "maximize") else 1.0) * _grad_scale(grad_scale)
     return 0
+
+
+cdef int _weight_decay_mode(Hyper* h, int opts, double lr, double weight_decay, bint decoupled,
+                            bint fully) noexcept:
+    """The weight-decay form of every step rule, after its scalar set-up (which set the L2 form,
+    ``wd`` and the ``l2`` option, from weight_decay): decoupled_weight_decay moves it to
+    ``param * (1 - lr*wd)`` before the update (AdamW, Keras), fully_decoupled to
+    ``param * (1 - wd)``, independent of lr (optimi's form)."""
+    if decoupled or fully:
+        h.wd = 0.0
+        h.decay = 1.0 - (weight_decay if fully else lr * weight_decay)
+        return opts & ~O_L2
+    return opts
+
+
+cdef int _eps_alias(int eps_mode, bint eps_inside_sqrt) except -1:
+    """eps_inside_sqrt=True is the old spelling of eps_mode="inside"."""
+    if eps_inside_sqrt:
+        if eps_mode == EPS_KERAS:
+            raise ValueError('eps_inside_sqrt=True contradicts eps_mode="keras": give one of '
+                             'them (eps_inside_sqrt=True is eps_mode="inside")')
+        return EPS_INSIDE
+    return eps_mode

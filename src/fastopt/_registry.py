@@ -30,6 +30,15 @@ A rule is
 * ``axes``: the keyword arguments that select formula variants, each with the values the
   generic tests sweep (the default first).
 
+* ``cls``: the name of the optimizer class ``fastopt.optimizers`` generates for the rule (None:
+  no generated class); its keyword arguments are the hyperparameters, with the same names and
+  defaults, except ``lr`` (positional) and the ``carry`` ones.
+* ``state_init``: (state operand, class-only hyperparameter) pairs: the class fills that state
+  array with the hyperparameter's value at the start (Adagrad's initial_accumulator_value).
+* ``carry``: (hyperparameter, initial value) pairs: scalar state the class keeps and passes on
+  every step; after a step it becomes ``reference.<rule>_carry(value, step=..., **hyper)``
+  (NAdam's mu_product).  Saved in ``state_dict()["scalars"]``.
+
 An option is switched on by a keyword: ``Option.keyword`` is true (``amsgrad=True``) or, for a
 number, positive (``momentum > 0``); ``Option.when`` says so in error messages and
 ``Option.on`` is a value that switches it on (for the generic tests).
@@ -48,13 +57,15 @@ from collections import namedtuple
 Operand = namedtuple("Operand", "name plural needs")
 Option = namedtuple("Option", "name bit keyword when on")
 Rule = namedtuple("Rule", "name operands options fields twin heavy scaled stepped hypers "
-                         "example axes")
+                         "example axes cls state_init carry", defaults=(None, (), ()))
 Hyperparam = namedtuple("Hyperparam", "name kind default")
 
 # The kinds of hyperparameters and how the entry points validate them (the core's checks):
 #   nonneg  a finite real >= 0          beta  a real in [0, 1)          bool  True or False
-#   unit_or_none  None, or a real in [0, 1] (None reaches the scalar set-up as -1)
-KINDS = ("nonneg", "beta", "bool", "unit_or_none")
+#   unit  a real in [0, 1]              unit_or_none  None, or a real in [0, 1] (None: -1)
+#   eps_mode  "torch", "inside" or "keras" (reaches the scalar set-up as EPS_TORCH/INSIDE/KERAS)
+KINDS = ("nonneg", "beta", "bool", "unit", "unit_or_none", "eps_mode")
+EPS_MODES = ("torch", "inside", "keras")
 REQUIRED = "<required>"       # a hyperparameter without a default
 
 
@@ -77,6 +88,7 @@ OPTION_BITS = {
     "centered": 1 << 2,    # rmsprop
     "momentum": 1 << 3,    # rmsprop
     "amsgrad": 1 << 4,     # adam
+    "rectify": 1 << 5,     # radam: the rectified (adaptive) step, chosen per step from rho_t
 }
 
 
@@ -88,47 +100,68 @@ _SWITCH = {
     "centered": ("centered", "centered=True", True),
     "momentum": ("momentum", "momentum > 0", 0.9),
     "amsgrad": ("amsgrad", "amsgrad=True", True),
+    # set by the scalar set-up, not by a keyword: RAdam's step is adaptive once rho_t > 5
+    "rectify": (None, "step with rho_t > 5 (RAdam's rectified step)", None),
 }
+
+# Hyperparameters the generated entry points handle themselves, for every rule that has them
+# (they never reach the rule's scalar set-up):
+#   decoupled_weight_decay, fully_decoupled: the weight-decay form (``_weight_decay_mode`` in
+#       _hyper.pxi), applied after the set-up: L2 (``wd`` field, option ``l2``), or the
+#       ``decay`` field: param * (1 - lr*wd), or param * (1 - wd) when fully decoupled.
+#   eps_inside_sqrt: where a rule also has ``eps_mode``, the old spelling of eps_mode="inside".
+GENERIC = ("decoupled_weight_decay", "fully_decoupled")
+
+
+def _decay(decoupled=False):
+    """The weight-decay hyperparameters every step rule takes (see GENERIC)."""
+    return (_h("weight_decay", "nonneg", 0.0), _h("decoupled_weight_decay", "bool", decoupled),
+            _h("fully_decoupled", "bool", False))
+
+
+_EPS = (_h("eps_mode", "eps_mode", "torch"), _h("eps_inside_sqrt", "bool", False))
 
 
 def _opts(*names):
     return tuple(Option(n, OPTION_BITS[n], *_SWITCH[n]) for n in names)
 
 
+_WD = dict(weight_decay=(0.0, 0.1), decoupled_weight_decay=(False, True))
+
 RULES = (
     Rule("sgd",
          operands=(_op("param"), _op("grad")),
          options=_opts("l2"),
-         fields=("lr", "wd"),
+         fields=("lr", "wd", "decay"),
          twin="sgd_step", heavy=False, scaled=True, stepped=False,
-         hypers=(_h("lr", "nonneg"), _h("weight_decay", "nonneg", 0.0),
-                 _h("maximize", "bool", False)),
+         hypers=(_h("lr", "nonneg"), *_decay(), _h("maximize", "bool", False)),
          example=dict(lr=0.1),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
+         axes=dict(maximize=(False, True), **_WD, fully_decoupled=(False, True))),
     Rule("momentum",
          operands=(_op("param"), _op("grad"), _op("velocity", "velocities")),
          options=_opts("l2", "nesterov"),
-         fields=("lr", "wd", "b1", "damp1"),
+         fields=("lr", "wd", "decay", "b1", "damp1"),
          twin="momentum_step", heavy=False, scaled=True, stepped=False,
          hypers=(_h("lr", "nonneg"), _h("beta", "beta", 0.9),
                  _h("dampening", "unit_or_none", None), _h("nesterov", "bool", False),
-                 _h("weight_decay", "nonneg", 0.0), _h("maximize", "bool", False)),
+                 *_decay(), _h("maximize", "bool", False)),
          example=dict(lr=0.05, beta=0.8),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), nesterov=(False, True),
+         axes=dict(maximize=(False, True), **_WD, nesterov=(False, True),
                    dampening=(None, 0.0, 0.3))),
     Rule("rmsprop",
          operands=(_op("param"), _op("grad"), _op("sq_avg"), _op("grad_avg", needs="centered"),
                    _op("momentum_buf", needs="momentum")),
          options=_opts("l2", "centered", "momentum"),
-         fields=("lr", "wd", "b1", "omb1", "eps_in", "eps_out", "mom"),
+         fields=("lr", "wd", "decay", "b1", "omb1", "eps_in", "eps_out", "mom"),
          twin="rmsprop_step", heavy=True, scaled=True, stepped=False,
          hypers=(_h("lr", "nonneg"), _h("beta", "beta", 0.9), _h("eps", "nonneg", 1e-8),
-                 _h("eps_inside_sqrt", "bool", False), _h("weight_decay", "nonneg", 0.0),
+                 _h("eps_inside_sqrt", "bool", False), *_decay(),
                  _h("centered", "bool", False), _h("momentum", "nonneg", 0.0),
                  _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta=0.85, eps=1e-3),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1), centered=(False, True),
-                   momentum=(0.0, 0.9), eps_inside_sqrt=(False, True))),
+         axes=dict(maximize=(False, True), **_WD, centered=(False, True),
+                   momentum=(0.0, 0.9), eps_inside_sqrt=(False, True)),
+         cls="RMSprop"),
     Rule("adam",
          operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("v", "vs"),
                    _op("v_max", needs="amsgrad")),
@@ -137,51 +170,88 @@ RULES = (
                  "eps_out"),
          twin="adam_step", heavy=True, scaled=True, stepped=True,
          hypers=(_h("lr", "nonneg", 1e-3), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.999),
-                 _h("eps", "nonneg", 1e-8), _h("eps_inside_sqrt", "bool", False),
-                 _h("weight_decay", "nonneg", 0.0),
-                 _h("decoupled_weight_decay", "bool", False), _h("amsgrad", "bool", False),
+                 _h("eps", "nonneg", 1e-8), *_EPS, *_decay(), _h("amsgrad", "bool", False),
                  _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1),
-                   decoupled_weight_decay=(False, True), amsgrad=(False, True),
-                   eps_inside_sqrt=(False, True))),
+         axes=dict(maximize=(False, True), **_WD, amsgrad=(False, True),
+                   eps_mode=EPS_MODES),
+         cls="Adam"),
     Rule("adagrad",
          operands=(_op("param"), _op("grad"), _op("sum_sq")),
          options=_opts("l2"),
-         fields=("lr", "wd", "eps_out"),
+         fields=("lr", "wd", "decay", "eps_out"),
          twin="adagrad_step", heavy=True, scaled=True, stepped=True,
          hypers=(_h("lr", "nonneg", 1e-2), _h("lr_decay", "nonneg", 0.0),
-                 _h("eps", "nonneg", 1e-10), _h("weight_decay", "nonneg", 0.0),
-                 _h("maximize", "bool", False)),
+                 _h("eps", "nonneg", 1e-10), *_decay(), _h("maximize", "bool", False)),
          example=dict(lr=0.05, lr_decay=0.01, eps=1e-3),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
+         axes=dict(maximize=(False, True), **_WD),
+         cls="Adagrad",
+         state_init=(("sum_sq", _h("initial_accumulator_value", "nonneg", 0.0)),)),
     Rule("adamax",
          operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("u", "us")),
          options=_opts("l2"),
-         fields=("step_size", "wd", "b1", "omb1", "b2", "eps_out"),
+         fields=("step_size", "wd", "decay", "b1", "omb1", "b2", "eps_out"),
          twin="adamax_step", heavy=True, scaled=True, stepped=True,
          hypers=(_h("lr", "nonneg", 2e-3), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.999),
-                 _h("eps", "nonneg", 1e-8), _h("weight_decay", "nonneg", 0.0),
-                 _h("maximize", "bool", False)),
+                 _h("eps", "nonneg", 1e-8), *_decay(), _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
+         axes=dict(maximize=(False, True), **_WD),
+         cls="Adamax"),
+    Rule("nadam",
+         operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("v", "vs")),
+         options=_opts("l2"),
+         fields=("lr", "step_size", "wd", "decay", "b1", "omb1", "b2", "omb2", "c2", "eps_in",
+                 "eps_out"),
+         twin="nadam_step", heavy=True, scaled=True, stepped=True,
+         hypers=(_h("lr", "nonneg", 2e-3), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.999),
+                 _h("eps", "nonneg", 1e-8), *_EPS, *_decay(),
+                 _h("momentum_decay", "nonneg", 4e-3), _h("mu_product", "unit"),
+                 _h("maximize", "bool", False)),
+         example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3, momentum_decay=0.01,
+                      mu_product=0.7),
+         axes=dict(maximize=(False, True), **_WD, eps_mode=EPS_MODES),
+         cls="NAdam", carry=(("mu_product", 1.0),)),
+    Rule("radam",
+         operands=(_op("param"), _op("grad"), _op("m", "ms"), _op("v", "vs")),
+         options=_opts("l2", "rectify"),
+         fields=("lr", "step_size", "wd", "decay", "b1", "omb1", "b2", "omb2", "c2", "eps_in",
+                 "eps_out"),
+         twin="radam_step", heavy=True, scaled=True, stepped=True,
+         hypers=(_h("lr", "nonneg", 1e-3), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.999),
+                 _h("eps", "nonneg", 1e-8), *_EPS, *_decay(), _h("maximize", "bool", False)),
+         example=dict(lr=0.01, beta1=0.8, beta2=0.95, eps=1e-3),
+         axes=dict(maximize=(False, True), **_WD, eps_mode=EPS_MODES),
+         cls="RAdam"),
     Rule("adadelta",
          operands=(_op("param"), _op("grad"), _op("sq_avg"), _op("acc_delta")),
          options=_opts("l2"),
-         fields=("lr", "wd", "b1", "omb1", "eps_in"),
+         fields=("lr", "wd", "decay", "b1", "omb1", "eps_in"),
          twin="adadelta_step", heavy=True, scaled=True, stepped=False,
          hypers=(_h("lr", "nonneg", 1.0), _h("rho", "beta", 0.9), _h("eps", "nonneg", 1e-6),
-                 _h("weight_decay", "nonneg", 0.0), _h("maximize", "bool", False)),
+                 *_decay(), _h("maximize", "bool", False)),
          example=dict(lr=0.5, rho=0.8, eps=1e-3),
-         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
+         axes=dict(maximize=(False, True), **_WD),
+         cls="Adadelta"),
     Rule("lion",
          operands=(_op("param"), _op("grad"), _op("m", "ms")),
-         options=(),
-         fields=("lr", "decay", "b1", "omb1", "b2", "omb2"),
+         options=_opts("l2"),
+         fields=("lr", "wd", "decay", "b1", "omb1", "b2", "omb2"),
          twin="lion_step", heavy=False, scaled=True, stepped=False,
          hypers=(_h("lr", "nonneg", 1e-4), _h("beta1", "beta", 0.9), _h("beta2", "beta", 0.99),
-                 _h("weight_decay", "nonneg", 0.0), _h("maximize", "bool", False)),
+                 *_decay(decoupled=True), _h("maximize", "bool", False)),
          example=dict(lr=0.01, beta1=0.8, beta2=0.95),
+         axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1),
+                   decoupled_weight_decay=(True, False)),
+         cls="Lion"),
+    Rule("schedule_free_adamw",
+         operands=(_op("param"), _op("grad"), _op("z", "zs"), _op("v", "vs")),
+         options=_opts("l2"),
+         fields=("lr", "step_size", "mom", "wd", "b2", "omb2", "eps_out"),
+         twin="schedule_free_adamw_step", heavy=True, scaled=True, stepped=True,
+         hypers=(_h("lr", "nonneg", 0.0025), _h("ckp1", "unit"), _h("beta1", "beta", 0.9),
+                 _h("beta2", "beta", 0.999), _h("eps", "nonneg", 1e-8),
+                 _h("weight_decay", "nonneg", 0.0), _h("maximize", "bool", False)),
+         example=dict(lr=0.01, ckp1=0.3, beta1=0.8, beta2=0.95, eps=1e-3),
          axes=dict(maximize=(False, True), weight_decay=(0.0, 0.1))),
     Rule("ewa",
          operands=(_op("avg"), _op("value")),
@@ -215,6 +285,18 @@ def layout():
         out.append((r, base))
         base += 1 << len(r.options)
     return out, base
+
+
+def scalar_hypers(rule):
+    """The hyperparameters `rule`'s scalar set-up ``_<rule>_scalars`` takes, in order: all but
+    the GENERIC ones (and eps_inside_sqrt where the rule has eps_mode, which folds it in)."""
+    names = {hp.name for hp in rule.hypers}
+    skip = set(GENERIC) | ({"eps_inside_sqrt"} if "eps_mode" in names else set())
+    return tuple(hp for hp in rule.hypers if hp.name not in skip)
+
+
+def has_hyper(rule, name):
+    return any(hp.name == name for hp in rule.hypers)
 
 
 def operand_names(rule):

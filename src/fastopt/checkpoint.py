@@ -38,6 +38,7 @@ _SEP = "/"
 _SUFFIX = ".npz"
 _MAX_HEADER = 64 * 1024      # bytes of .npy preamble + header accepted per member
 _MAX_NAME_CHARS = 256        # longest class name / parameter name read from a file
+_MAX_HYPER_STR = 16          # longest string hyperparameter (eps_mode) read from a file
 _CHUNK = 1 << 20             # bytes read per call into a state buffer
 _COUNTERS = ("step_count", "epoch", "skipped_steps")
 
@@ -45,9 +46,9 @@ _COUNTERS = ("step_count", "epoch", "skipped_steps")
 def _flatten(state):
     out = {}
     for key, value in state.items():
-        if key == "hyper":
+        if key in ("hyper", "scalars"):
             for name, v in value.items():
-                out[f"hyper{_SEP}{name}"] = np.asarray(v)
+                out[f"{key}{_SEP}{name}"] = np.asarray(v)
         elif key == "state":
             for i, (pname, slots) in enumerate(value.items()):
                 for slot, arr in slots.items():
@@ -181,8 +182,10 @@ def _expected(opt):
             "keys.npy": ("keys", len(opt._params.keys))}
     for name in _COUNTERS:
         spec[name + ".npy"] = ("int", None)
-    for name in opt.hyper:
-        spec[f"hyper{_SEP}{name}.npy"] = ("hyper", None)
+    for name, value in opt.hyper.items():
+        spec[f"hyper{_SEP}{name}.npy"] = ("hyper", "str" if isinstance(value, str) else None)
+    for name in getattr(opt, "_carry", {}):
+        spec[f"scalars{_SEP}{name}.npy"] = ("hyper", None)
     for i, k in enumerate(opt._params.keys):
         for slot, arr in opt.state[k].items():
             spec[f"state{_SEP}{i}{_SEP}{slot}.npy"] = ("state", arr)
@@ -251,9 +254,14 @@ def _check_header(name, kind, detail, shape, fortran, dtype):
                        f"{want.dtype}")
         return want.shape, want.dtype
     if kind in ("int", "hyper"):
-        kinds = "iu" if kind == "int" else "biuf"
-        if shape != () or dtype.kind not in kinds or dtype.itemsize > 16 or dtype.subdtype:
-            what = "an integer" if kind == "int" else "a bool, integer or float"
+        # a hyperparameter is a number, or a short string where this optimizer's is (eps_mode)
+        text = kind == "hyper" and detail == "str"
+        kinds = "iu" if kind == "int" else ("U" if text else "biuf")
+        size = _MAX_HYPER_STR * 4 if text else 16
+        if shape != () or dtype.kind not in kinds or dtype.itemsize > size or dtype.subdtype:
+            what = ("an integer" if kind == "int" else
+                    f"a string of at most {_MAX_HYPER_STR} characters" if text else
+                    "a bool, integer or float")
             raise _Bad(f"entry {name!r} has {got}, expected {what} scalar (0-d array)")
         return (), dtype
     if kind == "str0":
@@ -273,8 +281,10 @@ def _check_header(name, kind, detail, shape, fortran, dtype):
 def _max_data_bytes(kind, detail):
     if kind == "state":
         return detail.nbytes
-    if kind in ("int", "hyper"):
+    if kind == "int":
         return 16
+    if kind == "hyper":
+        return 4 * _MAX_HYPER_STR
     if kind == "str0":
         return 4 * _MAX_NAME_CHARS
     return 4 * _MAX_NAME_CHARS * detail
@@ -349,6 +359,8 @@ def _to_state(files, opt):
         "keys": keys,
         "state": {},
     }
+    if getattr(opt, "_carry", {}):
+        state["scalars"] = {name: files[f"scalars{_SEP}{name}"].item() for name in opt._carry}
     for name in _COUNTERS:
         state[name] = files[name].item()
     for i, k in enumerate(keys):

@@ -1,4 +1,9 @@
-r"""Optimizer classes for training loops: SGD, Momentum, RMSprop, Adam, AdamW.
+r"""Optimizer classes for training loops: SGD, Momentum, RMSprop, Adam, AdamW, Adagrad, Adamax,
+NAdam, RAdam, Adadelta, Lion (and ScheduleFreeAdamW, in ``schedule_free``).
+
+SGD and Momentum are written out here; the classes of the other registry rules are generated from
+the registry (``_registry.Rule.cls``): their keyword arguments are the kernel's hyperparameters,
+with the same names, defaults and checks, and a step is one ``<rule>_step_multi`` call.
 
 Each class owns its state arrays (64-byte aligned, zero-initialised, readable as
 ``opt.state[name]["m"]``) and updates the caller's parameter arrays in place.  A step is ONE call
@@ -27,10 +32,11 @@ import numpy as np
 
 from ._dispatch import kernels as _k
 from ._params import ParamSet, aligned_zeros
-from ._registry import BY_NAME, state_operands
+from . import reference as _reference
+from ._registry import BY_NAME, RULES, operands_in_use, state_operands
 from .schedules import as_schedule
 
-__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Momentum", "AdamW"] + [r.cls for r in RULES if r.cls]
 
 STATE_FORMAT_VERSION = 1
 
@@ -291,6 +297,9 @@ def _validate_state(opt, state):
     if saved_cls != type(opt).__name__:
         fail(f"it was saved from {saved_cls!r}, not {type(opt).__name__!r}")
     hyper = state["hyper"]
+    if isinstance(hyper, dict):
+        # a file from before a hyperparameter existed holds its default: accept it as such
+        hyper = {**{k: v for k, v in _added_defaults(opt).items() if k not in hyper}, **hyper}
     if (not isinstance(hyper, dict) or not all(isinstance(k, str) for k in hyper)
             or set(hyper) != set(opt.hyper)):
         fail(f"hyperparameters {sorted(map(str, hyper)) if isinstance(hyper, dict) else hyper!r}"
@@ -298,6 +307,8 @@ def _validate_state(opt, state):
 
     def same(saved, here):
         # no array and no truthiness: a bool matches only a bool, a number only a real number
+        if isinstance(here, str):
+            return isinstance(saved, str) and saved == here
         if isinstance(here, bool):
             return isinstance(saved, (bool, np.bool_)) and bool(saved) == here
         if isinstance(saved, (bool, np.bool_)) or not isinstance(saved, numbers.Real):
@@ -311,6 +322,16 @@ def _validate_state(opt, state):
     if diff:
         fail("saved hyperparameters differ from this optimizer's: "
              + ", ".join(f"{k}: saved {a!r}, here {b!r}" for k, (a, b) in diff.items()))
+    carry = getattr(opt, "_carry", {})
+    if carry:
+        sc = state.get("scalars")
+        if not isinstance(sc, dict) or set(sc) != set(carry):
+            fail(f"scalars {sorted(sc) if isinstance(sc, dict) else sc!r} do not match "
+                 f"{sorted(carry)}")
+        for k, v in sc.items():
+            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)
+                    or not math.isfinite(float(v))):
+                fail(f"scalars[{k!r}] must be a finite real number, got {v!r}")
     for name in ("step_count", "epoch", "skipped_steps"):
         try:
             _state_int(state[name], name, 0, _k.MAX_COUNT)
@@ -340,6 +361,17 @@ def _validate_state(opt, state):
 
 
 _bool = _k.check_bool
+
+# Hyperparameters added after the first state files were written, with their defaults: a
+# file without them is read as holding the default (issue 9 added the weight-decay forms and
+# eps_mode to every rule).
+_ADDED = {"decoupled_weight_decay": False, "fully_decoupled": False, "eps_mode": "torch"}
+
+
+def _added_defaults(opt):
+    own = opt._hyper_names() if hasattr(opt, "_hyper_names") else {}
+    return {k: opt.hyper[k] for k, v in _ADDED.items()
+            if k in opt.hyper and opt.hyper[k] == own.get(k, v)}
 
 
 def _as_dtype(x, name):
@@ -436,19 +468,25 @@ class SGD(Optimizer):
     lr : float >= 0 or a schedule (``fastopt.inverse_time_decay(...)``, any callable count -> lr).
     momentum : float in [0, 1).   dampening : float in [0, 1].   nesterov : bool (needs
     momentum > 0 and dampening == 0, as in PyTorch).   weight_decay : float >= 0 (L2, added to
-    the gradient).   maximize : bool.
+    the gradient).   decoupled_weight_decay : bool, ``W *= 1 - lr * weight_decay`` instead
+    (Keras 3's SGD).   fully_decoupled : bool, ``W *= 1 - weight_decay``.   maximize : bool.
     """
 
     def __init__(self, params, lr, *, momentum=0.0, dampening=0.0, nesterov=False,
-                 weight_decay=0.0, maximize=False, **precision):
+                 weight_decay=0.0, decoupled_weight_decay=False, fully_decoupled=False,
+                 maximize=False, **precision):
         super().__init__(params, lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                         weight_decay=weight_decay, maximize=maximize, **precision)
+                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                         fully_decoupled=fully_decoupled, maximize=maximize, **precision)
 
-    def _validate(self, momentum, dampening, nesterov, weight_decay, maximize):
+    def _validate(self, momentum, dampening, nesterov, weight_decay, decoupled_weight_decay,
+                  fully_decoupled, maximize):
         h = {"momentum": _k.check_beta(momentum, "momentum"),
              "dampening": _k.check_nonneg(dampening, "dampening"),
              "nesterov": _bool(nesterov, "nesterov"),
              "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
+             "decoupled_weight_decay": _bool(decoupled_weight_decay, "decoupled_weight_decay"),
+             "fully_decoupled": _bool(fully_decoupled, "fully_decoupled"),
              "maximize": _bool(maximize, "maximize")}
         if h["dampening"] > 1:
             raise ValueError(f"dampening must be in [0, 1], got {dampening!r}")
@@ -463,14 +501,14 @@ class SGD(Optimizer):
 
     def _update(self, grads, lr, step, **kw):
         h = self.hyper
+        wd = {k: h[k] for k in ("weight_decay", "decoupled_weight_decay", "fully_decoupled",
+                                "maximize")}
         if h["momentum"] == 0:
-            _k.sgd_step_multi(self._plan, grads, lr=lr, weight_decay=h["weight_decay"],
-                              maximize=h["maximize"], step=step, **kw)
+            _k.sgd_step_multi(self._plan, grads, lr=lr, step=step, **wd, **kw)
             return
         _k.momentum_step_multi(self._plan, grads, lr=lr, beta=h["momentum"],
                                dampening=0.0 if step == 1 else h["dampening"],
-                               nesterov=h["nesterov"], weight_decay=h["weight_decay"],
-                               maximize=h["maximize"], step=step, **kw)
+                               nesterov=h["nesterov"], step=step, **wd, **kw)
 
 
 class Momentum(Optimizer):
@@ -505,118 +543,139 @@ class Momentum(Optimizer):
                                step=step, **kw)
 
 
-class RMSprop(Optimizer):
-    r"""RMSprop (PyTorch's ``torch.optim.RMSprop``; beta is its ``alpha``).
+# ------------------------------------------------------------------------------------------------
+# The classes generated from the registry.
+# ------------------------------------------------------------------------------------------------
 
-    .. math::
-        S \leftarrow \beta S + (1-\beta)\, g^2, \qquad
-        W \leftarrow W - \eta\, \frac{g}{\sqrt{S} + \epsilon}
-
-    ``eps_inside_sqrt=True`` uses :math:`\sqrt{S + \epsilon}` (the course slides, Keras).
-    ``centered=True`` subtracts the squared running mean of g under the root; ``momentum > 0``
-    keeps ``buf = momentum buf + g / denom`` and moves W by ``lr buf``.  The default beta = 0.9
-    is the course's and Keras'; PyTorch's default alpha is 0.99.
-
-    Parameters
-    ----------
-    params : dict or list of arrays, updated in place.
-    lr : float >= 0 or a schedule.   beta : float in [0, 1).   eps : float >= 0.
-    eps_inside_sqrt, centered, maximize : bool.   momentum : float >= 0.
-    weight_decay : float >= 0 (L2, added to the gradient).
-    """
-
-    def __init__(self, params, lr=1e-3, *, beta=0.9, eps=1e-8, eps_inside_sqrt=False,
-                 centered=False, momentum=0.0, weight_decay=0.0, maximize=False, **precision):
-        super().__init__(params, lr, beta=beta, eps=eps, eps_inside_sqrt=eps_inside_sqrt,
-                         centered=centered, momentum=momentum, weight_decay=weight_decay,
-                         maximize=maximize, **precision)
-
-    def _validate(self, beta, eps, eps_inside_sqrt, centered, momentum, weight_decay, maximize):
-        return {"beta": _k.check_beta(beta, "beta"), "eps": _k.check_nonneg(eps, "eps"),
-                "eps_inside_sqrt": _bool(eps_inside_sqrt, "eps_inside_sqrt"),
-                "centered": _bool(centered, "centered"),
-                "momentum": _k.check_nonneg(momentum, "momentum"),
-                "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
-                "maximize": _bool(maximize, "maximize")}
-
-    def _slots(self):
-        return (("sq_avg",) + (("grad_avg",) if self.hyper["centered"] else ())
-                + (("momentum_buf",) if self.hyper["momentum"] > 0 else ()))
-
-    _OPERANDS = tuple(op.name for op in state_operands(BY_NAME["rmsprop"]))
-
-    def _update(self, grads, lr, step, **kw):
-        h = self.hyper
-        _k.rmsprop_step_multi(self._plan, grads, lr=lr, beta=h["beta"], eps=h["eps"],
-                              eps_inside_sqrt=h["eps_inside_sqrt"],
-                              weight_decay=h["weight_decay"], centered=h["centered"],
-                              momentum=h["momentum"], maximize=h["maximize"], step=step, **kw)
+def _check_unit_or_none(x, name):
+    return None if x is None else _k.check_unit(x, name)
 
 
-class Adam(Optimizer):
-    r"""Adam with the course's bias correction (equals ``torch.optim.Adam``).
+# A hyperparameter kind (the registry's KINDS) -> the Python-level check (the kernels' own).
+_CHECKS = {"nonneg": _k.check_nonneg, "beta": _k.check_beta, "bool": _bool,
+           "unit": _k.check_unit, "unit_or_none": _check_unit_or_none,
+           "eps_mode": _k.check_eps_mode}
 
-    .. math::
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
-        v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
-        W \leftarrow W - \eta\,\frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+_NO_LR = object()      # lr not given: the class default
+_PRECISION = ("state_dtype", "master_weights", "kahan", "rounding", "seed")
 
-    with t the step number (from 1).  ``eps_inside_sqrt=True`` puts eps under the root (the
-    course slides).  ``weight_decay`` is L2 (added to the gradient), as ``torch.optim.Adam``; use
-    :class:`AdamW` for decoupled decay.  ``amsgrad`` keeps the running max of the raw v
-    (PyTorch's form).  Defaults beta1 = 0.9, beta2 = 0.999, eps = 1e-8; lr must be tuned.
 
-    Parameters
-    ----------
-    params : dict or list of arrays, updated in place.
-    lr : float >= 0 or a schedule.   beta1, beta2 : float in [0, 1).   eps : float >= 0.
-    eps_inside_sqrt, amsgrad, maximize : bool.   weight_decay : float >= 0.
-    """
+class _RuleOptimizer(Optimizer):
+    """The optimizer of one registry rule (``_RULE``): hyperparameters checked by their kinds,
+    the state arrays its operands, one ``<rule>_step_multi`` call per step.  Subclasses are made
+    by :func:`_rule_class`; ``_DEFAULTS`` may override the registry's defaults (AdamW)."""
 
-    _decoupled = False
+    _RULE = None
+    _DEFAULTS = {}
 
-    def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8,
-                 eps_inside_sqrt=False, weight_decay=0.0, amsgrad=False, maximize=False,
-                 **precision):
-        super().__init__(params, lr, beta1=beta1, beta2=beta2, eps=eps,
-                         eps_inside_sqrt=eps_inside_sqrt, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, **precision)
+    def __init__(self, params, lr=_NO_LR, **kw):
+        rule = self._RULE
+        lr_default = self._DEFAULTS.get(
+            "lr", next(hp.default for hp in rule.hypers if hp.name == "lr"))
+        if lr is _NO_LR:
+            if lr_default == "<required>":
+                raise TypeError(f"{type(self).__name__}() needs a learning rate, lr")
+            lr = lr_default
+        names = self._hyper_names()
+        unknown = [k for k in kw if k not in names and k not in _PRECISION]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                            f"{unknown[0]!r}")
+        hyper = {k: kw.pop(k, d) for k, d in names.items()}
+        self._carry = {name: float(v) for name, v in rule.carry}
+        super().__init__(params, lr, **hyper, **kw)
+        for slot, hp in rule.state_init:
+            for k in self._params.keys:
+                self.state[k][slot][...] = self.hyper[hp.name]
 
-    def _validate(self, beta1, beta2, eps, eps_inside_sqrt, weight_decay, amsgrad, maximize):
-        return {"beta1": _k.check_beta(beta1, "beta1"), "beta2": _k.check_beta(beta2, "beta2"),
-                "eps": _k.check_nonneg(eps, "eps"),
-                "eps_inside_sqrt": _bool(eps_inside_sqrt, "eps_inside_sqrt"),
-                "weight_decay": _k.check_nonneg(weight_decay, "weight_decay"),
-                "amsgrad": _bool(amsgrad, "amsgrad"), "maximize": _bool(maximize, "maximize")}
+    @classmethod
+    def _hyper_names(cls):
+        """{keyword: default} of the class: the rule's hyperparameters but lr and the carried
+        ones, then the class-only ones (state_init)."""
+        rule = cls._RULE
+        carried = {name for name, _ in rule.carry}
+        out = {hp.name: cls._DEFAULTS.get(hp.name, hp.default) for hp in rule.hypers
+               if hp.name != "lr" and hp.name not in carried}
+        for _, hp in rule.state_init:
+            out[hp.name] = hp.default
+        return out
+
+    def _validate(self, **hyper):
+        kinds = {hp.name: hp.kind for hp in self._RULE.hypers}
+        kinds.update({hp.name: hp.kind for _, hp in self._RULE.state_init})
+        out = {k: _CHECKS[kinds[k]](v, k) for k, v in hyper.items()}
+        if "eps_mode" in out and out.get("eps_inside_sqrt") and out["eps_mode"] == "keras":
+            raise ValueError('eps_inside_sqrt=True contradicts eps_mode="keras": give one of them')
+        return out
 
     def _slots(self):
-        return ("m", "v") + (("v_max",) if self.hyper["amsgrad"] else ())
+        return tuple(operands_in_use(self._RULE, self.hyper)[2:])
 
-    _OPERANDS = tuple(op.name for op in state_operands(BY_NAME["adam"]))
+    @property
+    def _OPERANDS(self):
+        return tuple(op.name for op in state_operands(self._RULE))
 
     def _update(self, grads, lr, step, **kw):
-        h = self.hyper
-        _k.adam_step_multi(self._plan, grads, step=step, lr=lr, beta1=h["beta1"],
-                           beta2=h["beta2"], eps=h["eps"], eps_inside_sqrt=h["eps_inside_sqrt"],
-                           weight_decay=h["weight_decay"],
-                           decoupled_weight_decay=self._decoupled, amsgrad=h["amsgrad"],
-                           maximize=h["maximize"], **kw)
+        rule = self._RULE
+        init = {hp.name for _, hp in rule.state_init}
+        hyper = {k: v for k, v in self.hyper.items() if k not in init}
+        getattr(_k, rule.twin + "_multi")(self._plan, grads, lr=lr, step=step, **hyper,
+                                          **self._carry, **kw)
+        for name, _ in rule.carry:          # only once the step went through
+            carry = getattr(_reference, rule.name + "_carry")
+            self._carry[name] = carry(self._carry[name], step=step, **self.hyper)
+
+    def state_dict(self):
+        out = super().state_dict()
+        if self._carry:
+            out["scalars"] = dict(self._carry)
+        return out
+
+    def _restore(self, state):
+        super()._restore(state)
+        if self._carry:
+            self._carry.update({k: float(v) for k, v in state["scalars"].items()})
 
 
-class AdamW(Adam):
-    r"""Adam with decoupled weight decay (equals ``torch.optim.AdamW``).
+def _rule_class(rule, name=None, defaults=None, doc=None):
+    """The optimizer class of registry rule `rule`, with an explicit signature and a docstring
+    from the kernel's."""
+    import inspect
+    name = name or rule.cls
+    cls = type(name, (_RuleOptimizer,), {"_RULE": rule, "_DEFAULTS": dict(defaults or {}),
+                                          "__module__": __name__})
+    lr = cls._DEFAULTS.get("lr", next(hp.default for hp in rule.hypers if hp.name == "lr"))
+    P = inspect.Parameter
+    sig = [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD),
+           P("lr", P.POSITIONAL_OR_KEYWORD, **({} if lr == "<required>" else {"default": lr}))]
+    sig += [P(k, P.KEYWORD_ONLY, default=d) for k, d in cls._hyper_names().items()]
+    sig += [P("precision", P.VAR_KEYWORD)]
+    cls.__init__ = _with_signature(cls.__init__, inspect.Signature(sig))
+    kernel_doc = getattr(_k, rule.twin).__doc__.split("\n    Parameters\n")[0]
+    cls.__doc__ = (doc or "") + (
+        f"The ``{rule.twin}`` rule as an optimizer class: its state arrays are allocated\n"
+        f"    (``opt.state[name]``), and a step is one ``{rule.twin}_multi`` call over all of the\n"
+        f"    parameters.  Keyword arguments: the kernel's hyperparameters (same names, defaults and\n"
+        f"    checks), lr a number or a schedule, and the storage options of :class:`Optimizer`.\n\n"
+        f"    {kernel_doc}")
+    return cls
 
-    .. math::
-        W \leftarrow W (1 - \eta\lambda), \quad \text{then the Adam update of } W
 
-    Parameters as :class:`Adam`, with ``weight_decay`` (lambda) defaulting to 1e-2 and applied to
-    the parameter, not added to the gradient.
-    """
+def _with_signature(fn, sig):
+    def __init__(self, params, lr=_NO_LR, **kw):
+        fn(self, params, lr, **kw)
+    __init__.__signature__ = sig
+    return __init__
 
-    _decoupled = True
 
-    def __init__(self, params, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, maximize=False, **precision):
-        Optimizer.__init__(self, params, lr, beta1=beta1, beta2=beta2, eps=eps,
-                           eps_inside_sqrt=False, weight_decay=weight_decay, amsgrad=amsgrad,
-                           maximize=maximize, **precision)
+# defaults of the classes that differ from their kernel's (kept from the first classes)
+_CLASS_DEFAULTS = {"rmsprop": {"lr": 1e-3}}
+
+for _rule in RULES:
+    if _rule.cls:
+        globals()[_rule.cls] = _rule_class(_rule, defaults=_CLASS_DEFAULTS.get(_rule.name))
+
+AdamW = _rule_class(BY_NAME["adam"], "AdamW",
+                    defaults={"weight_decay": 1e-2, "decoupled_weight_decay": True},
+                    doc="Adam with decoupled weight decay (``torch.optim.AdamW``): weight_decay "
+                        "defaults to 1e-2 and\n    decoupled_weight_decay to True.\n\n    ")

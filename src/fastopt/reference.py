@@ -13,35 +13,46 @@ Python floats (float64) that NumPy rounds once to the array dtype.
 import numpy as np
 
 
-def _grad(param, grad, weight_decay, maximize):
+def _grad(param, grad, weight_decay, maximize, lr=0.0, decoupled=False, fully=False):
+    """The gradient (negated to maximize) plus the L2 term; the decoupled weight-decay forms
+    instead shrink the parameter first: W *= 1 - lr wd (decoupled) or 1 - wd (fully)."""
     g = -grad if maximize else grad
-    if weight_decay != 0:
+    if decoupled or fully:
+        param[...] = param * (1 - (weight_decay if fully else lr * weight_decay))
+    elif weight_decay != 0:
         g = g + weight_decay * param
     return g
 
 
-def sgd_step(param, grad, *, lr, weight_decay=0.0, maximize=False, n_threads=None):
+def _eps_mode(eps_mode, eps_inside_sqrt):
+    return "inside" if eps_inside_sqrt else eps_mode
+
+
+def sgd_step(param, grad, *, lr, weight_decay=0.0, decoupled_weight_decay=False,
+             fully_decoupled=False, maximize=False, n_threads=None):
     """W = W - lr * dW."""
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     param[...] = param - lr * g
 
 
 def momentum_step(param, grad, velocity, *, lr, beta=0.9, dampening=None, nesterov=False,
-                  weight_decay=0.0, maximize=False, n_threads=None):
+                  weight_decay=0.0, decoupled_weight_decay=False, fully_decoupled=False,
+                  maximize=False, n_threads=None):
     """v = beta v + (1 - dampening) dW; W = W - lr v (nesterov: W = W - lr (dW + beta v))."""
     if dampening is None:
         dampening = beta
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     velocity[...] = beta * velocity + (1 - dampening) * g
     update = g + beta * velocity if nesterov else velocity
     param[...] = param - lr * update
 
 
 def rmsprop_step(param, grad, sq_avg, *, lr, beta=0.9, eps=1e-8, eps_inside_sqrt=False,
-                 weight_decay=0.0, centered=False, grad_avg=None, momentum=0.0,
-                 momentum_buf=None, maximize=False, n_threads=None):
+                 weight_decay=0.0, decoupled_weight_decay=False, fully_decoupled=False,
+                 centered=False, grad_avg=None, momentum=0.0, momentum_buf=None, maximize=False,
+                 n_threads=None):
     """S = beta S + (1 - beta) dW**2; W = W - lr dW / (sqrt(S) + eps)."""
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     sq_avg[...] = beta * sq_avg + (1 - beta) * g ** 2
     s = sq_avg
     if centered:
@@ -59,14 +70,11 @@ def rmsprop_step(param, grad, sq_avg, *, lr, beta=0.9, eps=1e-8, eps_inside_sqrt
 
 
 def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-              eps_inside_sqrt=False, weight_decay=0.0, decoupled_weight_decay=False,
-              amsgrad=False, v_max=None, maximize=False, n_threads=None):
+              eps_mode="torch", eps_inside_sqrt=False, weight_decay=0.0,
+              decoupled_weight_decay=False, fully_decoupled=False, amsgrad=False, v_max=None,
+              maximize=False, n_threads=None):
     """The course's Adam: m, v, bias-corrected m_hat, v_hat, W -= lr m_hat / (sqrt(v_hat) + eps)."""
-    g = -grad if maximize else grad
-    if decoupled_weight_decay:
-        param[...] = param * (1 - lr * weight_decay)
-    elif weight_decay != 0:
-        g = g + weight_decay * param
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     m[...] = beta1 * m + (1 - beta1) * g
     v[...] = beta2 * v + (1 - beta2) * g ** 2
     v_used = v
@@ -75,34 +83,41 @@ def adam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
         v_used = v_max
     m_hat = m / (1 - beta1 ** step)
     v_hat = v_used / (1 - beta2 ** step)
-    if eps_inside_sqrt:
+    mode = _eps_mode(eps_mode, eps_inside_sqrt)
+    if mode == "inside":
         param[...] = param - lr * m_hat / np.sqrt(v_hat + eps)
+    elif mode == "keras":
+        lr_t = lr * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        param[...] = param - lr_t * m / (np.sqrt(v_used) + eps)
     else:
         param[...] = param - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
 def adagrad_step(param, grad, sum_sq, *, step, lr=1e-2, lr_decay=0.0, eps=1e-10,
-                 weight_decay=0.0, maximize=False, n_threads=None):
+                 weight_decay=0.0, decoupled_weight_decay=False, fully_decoupled=False,
+                 maximize=False, n_threads=None):
     """Adagrad: S = S + dW**2; W = W - lr_t dW / (sqrt(S) + eps), lr_t = lr / (1 + (t-1) decay)."""
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     sum_sq[...] = sum_sq + g * g
     param[...] = param - lr / (1 + (step - 1) * lr_decay) * g / (np.sqrt(sum_sq) + eps)
 
 
 def adamax_step(param, grad, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, maximize=False, n_threads=None):
+                weight_decay=0.0, decoupled_weight_decay=False, fully_decoupled=False,
+                maximize=False, n_threads=None):
     """Adamax: m = b1 m + (1-b1) dW; u = max(b2 u, |dW| + eps); W = W - lr/(1-b1^t) m / u."""
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     m[...] = beta1 * m + (1 - beta1) * g
     u[...] = np.maximum(beta2 * u, np.abs(g) + eps)
     param[...] = param - lr / (1 - beta1 ** step) * m / u
 
 
 def adadelta_step(param, grad, sq_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
-                  maximize=False, n_threads=None):
+                  decoupled_weight_decay=False, fully_decoupled=False, maximize=False,
+                  n_threads=None):
     """Adadelta: S = rho S + (1-rho) dW**2; D = sqrt(A + eps)/sqrt(S + eps) dW;
     A = rho A + (1-rho) D**2; W = W - lr D."""
-    g = _grad(param, grad, weight_decay, maximize)
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     sq_avg[...] = rho * sq_avg + (1 - rho) * (g * g)
     delta = np.sqrt(acc_delta + eps) / np.sqrt(sq_avg + eps) * g
     acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
@@ -110,12 +125,82 @@ def adadelta_step(param, grad, sq_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, 
 
 
 def lion_step(param, grad, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
-              maximize=False, n_threads=None):
+              decoupled_weight_decay=True, fully_decoupled=False, maximize=False, n_threads=None):
     """Lion: W = W (1 - lr wd) - lr sign(beta1 m + (1 - beta1) dW); m = beta2 m + (1 - beta2) dW."""
-    g = -grad if maximize else grad
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
     c = beta1 * m + (1 - beta1) * g
-    param[...] = param * (1 - lr * weight_decay) - lr * np.sign(c)
+    param[...] = param - lr * np.sign(c)
     m[...] = beta2 * m + (1 - beta2) * g
+
+
+def nadam_mu(step, beta1=0.9, momentum_decay=4e-3):
+    """NAdam's momentum schedule mu_t = beta1 (1 - 0.5 * 0.96**(t * momentum_decay))."""
+    return beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+
+
+def nadam_carry(mu_product, *, step, beta1=0.9, momentum_decay=4e-3, **hyper):
+    """NAdam's scalar state after update `step`: mu_product (mu_1 ... mu_{t-1}) times mu_t."""
+    return mu_product * nadam_mu(step, beta1, momentum_decay)
+
+
+def nadam_step(param, grad, m, v, *, step, mu_product, lr=2e-3, beta1=0.9, beta2=0.999,
+               eps=1e-8, eps_mode="torch", eps_inside_sqrt=False, weight_decay=0.0,
+               decoupled_weight_decay=False, fully_decoupled=False, momentum_decay=4e-3,
+               maximize=False, n_threads=None):
+    """NAdam as torch.optim.NAdam (mu_product: mu_1 ... mu_{t-1})."""
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
+    mu = nadam_mu(step, beta1, momentum_decay)
+    mu_next = nadam_mu(step + 1, beta1, momentum_decay)
+    prod = mu_product * mu
+    m[...] = beta1 * m + (1 - beta1) * g
+    v[...] = beta2 * v + (1 - beta2) * g ** 2
+    bc2 = 1 - beta2 ** step
+    mode = _eps_mode(eps_mode, eps_inside_sqrt)
+    if mode == "inside":
+        denom = np.sqrt(v / bc2 + eps)
+    elif mode == "keras":
+        denom = (np.sqrt(v) + eps) / np.sqrt(bc2)
+    else:
+        denom = np.sqrt(v / bc2) + eps
+    param[...] = (param - lr * (1 - mu) / (1 - prod) * g / denom
+                  - lr * mu_next / (1 - prod * mu_next) * m / denom)
+
+
+def radam_step(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+               eps_mode="torch", eps_inside_sqrt=False, weight_decay=0.0,
+               decoupled_weight_decay=False, fully_decoupled=False, maximize=False,
+               n_threads=None):
+    """RAdam as torch.optim.RAdam: the rectified adaptive step once rho_t > 5, else m_hat."""
+    g = _grad(param, grad, weight_decay, maximize, lr, decoupled_weight_decay, fully_decoupled)
+    m[...] = beta1 * m + (1 - beta1) * g
+    v[...] = beta2 * v + (1 - beta2) * g ** 2
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+    m_hat = m / bc1
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2 ** step / bc2
+    if rho_t > 5:
+        rect = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        if _eps_mode(eps_mode, eps_inside_sqrt) == "inside":
+            adaptive = 1 / np.sqrt(v / bc2 + eps)
+        else:
+            adaptive = np.sqrt(bc2) / (np.sqrt(v) + eps)
+        param[...] = param - lr * m_hat * rect * adaptive
+    else:
+        param[...] = param - lr * m_hat
+
+
+def schedule_free_adamw_step(param, grad, z, v, *, step, ckp1, lr=0.0025, beta1=0.9,
+                             beta2=0.999, eps=1e-8, weight_decay=0.0, maximize=False,
+                             n_threads=None):
+    """Schedule-Free AdamW, the parameter holding y (facebookresearch/schedule_free)."""
+    g = -grad if maximize else grad
+    lr_t = lr * np.sqrt(1 - beta2 ** step)
+    v[...] = beta2 * v + (1 - beta2) * g * g
+    u = g / (np.sqrt(v) + eps)
+    if weight_decay != 0:
+        u = u + weight_decay * param
+    param[...] = param + ckp1 * (z - param) + lr_t * (beta1 * (1 - ckp1) - 1) * u
+    z[...] = z - lr_t * u
 
 
 def ewa_update(avg, value, *, beta, n_threads=None):
@@ -269,7 +354,7 @@ def _store(dst, x, rounding, bits):
 def _exact_sgd(w, g, c, o):
     if o["l2"]:
         g = g + c("wd") * w["param"]
-    w["param"] = w["param"] - c("lr") * g
+    w["param"] = w["param"] * c("decay") - c("lr") * g
 
 
 def _exact_momentum(w, g, c, o):
@@ -279,7 +364,7 @@ def _exact_momentum(w, g, c, o):
     w["velocity"] = vi
     if o["nesterov"]:
         vi = g + c("b1") * vi
-    w["param"] = w["param"] - c("lr") * vi
+    w["param"] = w["param"] * c("decay") - c("lr") * vi
 
 
 def _exact_rmsprop(w, g, c, o):
@@ -295,7 +380,7 @@ def _exact_rmsprop(w, g, c, o):
     if o["momentum"]:
         u = c("mom") * w["momentum_buf"] + u
         w["momentum_buf"] = u
-    w["param"] = w["param"] - c("lr") * u
+    w["param"] = w["param"] * c("decay") - c("lr") * u
 
 
 def _exact_adam(w, g, c, o):
@@ -318,7 +403,7 @@ def _exact_adagrad(w, g, c, o):
         g = g + c("wd") * w["param"]
     si = w["sum_sq"] + g * g
     w["sum_sq"] = si
-    w["param"] = w["param"] - c("lr") * (g / (np.sqrt(si) + c("eps_out")))
+    w["param"] = w["param"] * c("decay") - c("lr") * (g / (np.sqrt(si) + c("eps_out")))
 
 
 def _exact_adamax(w, g, c, o):
@@ -330,7 +415,7 @@ def _exact_adamax(w, g, c, o):
     ui = c("b2") * w["u"]
     ui = np.where((a > ui) | (a != a), a, ui)
     w["u"] = ui
-    w["param"] = w["param"] - c("step_size") * (mi / ui)
+    w["param"] = w["param"] * c("decay") - c("step_size") * (mi / ui)
 
 
 def _exact_adadelta(w, g, c, o):
@@ -340,14 +425,50 @@ def _exact_adadelta(w, g, c, o):
     w["sq_avg"] = si
     d = np.sqrt(w["acc_delta"] + c("eps_in")) / np.sqrt(si + c("eps_in")) * g
     w["acc_delta"] = c("b1") * w["acc_delta"] + c("omb1") * (d * d)
-    w["param"] = w["param"] - c("lr") * d
+    w["param"] = w["param"] * c("decay") - c("lr") * d
 
 
 def _exact_lion(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
     cc = c("b1") * w["m"] + c("omb1") * g
     s = np.where(cc > 0, cc.dtype.type(1), np.where(cc < 0, cc.dtype.type(-1), cc))
     w["param"] = w["param"] * c("decay") - c("lr") * s
     w["m"] = c("b2") * w["m"] + c("omb2") * g
+
+
+def _exact_nadam(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    mi = c("b1") * w["m"] + c("omb1") * g
+    vi = c("b2") * w["v"] + c("omb2") * (g * g)
+    w["m"], w["v"] = mi, vi
+    d = np.sqrt(vi * c("c2") + c("eps_in")) + c("eps_out")
+    w["param"] = (w["param"] * c("decay") - c("lr") * (g / d)) - c("step_size") * (mi / d)
+
+
+def _exact_radam(w, g, c, o):
+    if o["l2"]:
+        g = g + c("wd") * w["param"]
+    mi = c("b1") * w["m"] + c("omb1") * g
+    vi = c("b2") * w["v"] + c("omb2") * (g * g)
+    w["m"], w["v"] = mi, vi
+    if o["rectify"]:
+        w["param"] = w["param"] * c("decay") - c("step_size") * (
+            mi / (np.sqrt(vi * c("c2") + c("eps_in")) + c("eps_out")))
+    else:
+        w["param"] = w["param"] * c("decay") - c("lr") * mi
+
+
+def _exact_schedule_free_adamw(w, g, c, o):
+    vi = c("b2") * w["v"] + c("omb2") * (g * g)
+    w["v"] = vi
+    u = g / (np.sqrt(vi) + c("eps_out"))
+    y, z = w["param"], w["z"]
+    if o["l2"]:
+        u = u + c("wd") * y
+    w["param"] = (y + c("mom") * (z - y)) + c("step_size") * u
+    w["z"] = z - c("lr") * u
 
 
 def _exact_ewa(w, x, c, o):
@@ -356,67 +477,109 @@ def _exact_ewa(w, x, c, o):
 
 _EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsprop,
           "adam": _exact_adam, "adagrad": _exact_adagrad, "adamax": _exact_adamax,
-          "adadelta": _exact_adadelta, "lion": _exact_lion, "ewa": _exact_ewa}
+          "adadelta": _exact_adadelta, "lion": _exact_lion, "nadam": _exact_nadam,
+          "radam": _exact_radam, "schedule_free_adamw": _exact_schedule_free_adamw,
+          "ewa": _exact_ewa}
+
+
+def _eps_form(s, h, bc2):
+    """The Adam family's eps_mode (the kernels' _eps_form): sets c2 and eps_in/eps_out, returns
+    the factor of the step size."""
+    mode = _eps_mode(h.get("eps_mode", "torch"), h.get("eps_inside_sqrt", False))
+    eps = float(h.get("eps", 1e-8))
+    if mode == "keras":
+        s["c2"], s["eps_out"] = 1.0, eps
+        return np.sqrt(bc2)
+    s["c2"] = 1.0 / bc2
+    s["eps_in" if mode == "inside" else "eps_out"] = eps
+    return 1.0
 
 
 def _scalars(rule, h):
     """The kernels' Hyper fields (float64) from the keyword arguments of `rule`."""
+    from . import _registry
+    r = _registry.BY_NAME[rule]
+    default = {hp.name: hp.default for hp in r.hypers}
+    h = {**default, **h}
     lr = float(h.get("lr", 1e-3))
     wd = float(h.get("weight_decay", 0.0))
     s = {"lr": lr, "wd": wd, "decay": 1.0, "eps_in": 0.0, "eps_out": 0.0, "mom": 0.0,
          "damp1": 1.0, "b1": 0.0, "omb1": 1.0, "b2": 0.0, "omb2": 1.0, "c2": 1.0,
          "step_size": 0.0}
-    opts = {"l2": wd != 0}
+    opts = {o.name: False for o in r.options}
+    opts["l2"] = wd != 0
+    t = h.get("step")
     if rule == "momentum":
-        s["b1"] = float(h.get("beta", 0.9))
+        s["b1"] = float(h["beta"])
         damp = h.get("dampening")
         s["damp1"] = 1.0 - (s["b1"] if damp is None else float(damp))
-        opts["nesterov"] = bool(h.get("nesterov", False))
+        opts["nesterov"] = bool(h["nesterov"])
     elif rule == "rmsprop":
-        s["b1"] = float(h.get("beta", 0.9))
+        s["b1"] = float(h["beta"])
         s["omb1"] = 1.0 - s["b1"]
-        s["eps_in" if h.get("eps_inside_sqrt") else "eps_out"] = float(h.get("eps", 1e-8))
-        s["mom"] = float(h.get("momentum", 0.0))
-        opts["centered"] = bool(h.get("centered", False))
+        s["eps_in" if h.get("eps_inside_sqrt") else "eps_out"] = float(h["eps"])
+        s["mom"] = float(h["momentum"])
+        opts["centered"] = bool(h["centered"])
         opts["momentum"] = s["mom"] > 0
     elif rule == "adam":
-        t = h["step"]
-        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.999))
+        s["b1"], s["b2"] = float(h["beta1"]), float(h["beta2"])
         s["omb1"], s["omb2"] = 1.0 - s["b1"], 1.0 - s["b2"]
-        s["step_size"] = lr / (1.0 - s["b1"] ** t)
-        s["c2"] = 1.0 / (1.0 - s["b2"] ** t)
-        s["eps_in" if h.get("eps_inside_sqrt") else "eps_out"] = float(h.get("eps", 1e-8))
-        if h.get("decoupled_weight_decay"):
-            s["decay"] = 1.0 - lr * wd
-            s["wd"] = 0.0
-            opts["l2"] = False
-        opts["amsgrad"] = bool(h.get("amsgrad", False))
+        f = _eps_form(s, h, 1.0 - s["b2"] ** t)
+        s["step_size"] = lr * f / (1.0 - s["b1"] ** t)
+        opts["amsgrad"] = bool(h["amsgrad"])
     elif rule == "adagrad":
-        s["lr"] = lr = float(h.get("lr", 1e-2))
-        s["lr"] = lr / (1.0 + (h["step"] - 1.0) * float(h.get("lr_decay", 0.0)))
-        s["eps_out"] = float(h.get("eps", 1e-10))
+        s["lr"] = lr / (1.0 + (t - 1.0) * float(h["lr_decay"]))
+        s["eps_out"] = float(h["eps"])
     elif rule == "adamax":
-        s["lr"] = lr = float(h.get("lr", 2e-3))
-        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.999))
+        s["b1"], s["b2"] = float(h["beta1"]), float(h["beta2"])
         s["omb1"] = 1.0 - s["b1"]
-        s["step_size"] = lr / (1.0 - s["b1"] ** h["step"])
-        s["eps_out"] = float(h.get("eps", 1e-8))
+        s["step_size"] = lr / (1.0 - s["b1"] ** t)
+        s["eps_out"] = float(h["eps"])
+    elif rule == "nadam":
+        b1, b2, psi = float(h["beta1"]), float(h["beta2"]), float(h["momentum_decay"])
+        s["b1"], s["b2"], s["omb1"], s["omb2"] = b1, b2, 1.0 - b1, 1.0 - b2
+        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * psi))
+        prod = float(h["mu_product"]) * mu
+        f = _eps_form(s, h, 1.0 - b2 ** t)
+        s["lr"] = lr * f * (1.0 - mu) / (1.0 - prod)
+        s["step_size"] = lr * f * mu_next / (1.0 - prod * mu_next)
+    elif rule == "radam":
+        b1, b2 = float(h["beta1"]), float(h["beta2"])
+        s["b1"], s["b2"], s["omb1"], s["omb2"] = b1, b2, 1.0 - b1, 1.0 - b2
+        bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * t * b2 ** t / bc2
+        s["lr"] = lr / bc1
+        if rho_t > 5.0:
+            rect = np.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                           / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            inside = _eps_mode(h["eps_mode"], h["eps_inside_sqrt"]) == "inside"
+            f = _eps_form(s, {**h, "eps_mode": "inside" if inside else "keras",
+                              "eps_inside_sqrt": False}, bc2)
+            s["step_size"] = lr * rect * f / bc1
+            opts["rectify"] = True
     elif rule == "adadelta":
-        s["lr"] = float(h.get("lr", 1.0))
-        s["b1"] = float(h.get("rho", 0.9))
+        s["b1"] = float(h["rho"])
         s["omb1"] = 1.0 - s["b1"]
-        s["eps_in"] = float(h.get("eps", 1e-6))
+        s["eps_in"] = float(h["eps"])
     elif rule == "lion":
-        s["lr"] = lr = float(h.get("lr", 1e-4))
-        s["decay"] = 1.0 - lr * wd
-        s["wd"] = 0.0
-        s["b1"], s["b2"] = float(h.get("beta1", 0.9)), float(h.get("beta2", 0.99))
+        s["b1"], s["b2"] = float(h["beta1"]), float(h["beta2"])
         s["omb1"], s["omb2"] = 1.0 - s["b1"], 1.0 - s["b2"]
-        opts = {}
+    elif rule == "schedule_free_adamw":
+        b1, b2 = float(h["beta1"]), float(h["beta2"])
+        s["lr"] = lr * np.sqrt(1.0 - b2 ** t)
+        s["step_size"] = s["lr"] * (b1 * (1.0 - float(h["ckp1"])) - 1.0)
+        s["mom"] = float(h["ckp1"])
+        s["b2"], s["omb2"] = b2, 1.0 - b2
+        s["eps_out"] = float(h["eps"])
     elif rule == "ewa":
         s["b1"] = float(h["beta"])
         s["omb1"] = 1.0 - s["b1"]
-        opts = {}
+    if h.get("decoupled_weight_decay") or h.get("fully_decoupled"):
+        s["decay"] = 1.0 - (wd if h.get("fully_decoupled") else lr * wd)
+        s["wd"] = 0.0
+        opts["l2"] = False
     return s, opts
 
 
