@@ -24,6 +24,7 @@ from .clip import all_finite, clip_grad_norm, global_norm
 from .ema import EMA
 from . import optimizers as _optimizers
 from .optimizers import SGD, AdamW, Momentum, Optimizer
+from .schedule_free import ScheduleFreeAdamW
 from .schedules import (
     Schedule,
     as_schedule,
@@ -54,6 +55,7 @@ __all__ = [
     "Momentum",
     "Optimizer",
     "Schedule",
+    "ScheduleFreeAdamW",
     "__version__",
     "all_finite",
     "as_schedule",

@@ -124,6 +124,8 @@ class Optimizer:
         raise NotImplementedError
 
     _OPERANDS = ()
+    # scalar state ({name: float}) kept next to the arrays: saved in state_dict()["scalars"]
+    _carry = {}
 
     def _update(self, grads, lr, step, **kw):
         raise NotImplementedError
@@ -219,8 +221,9 @@ class Optimizer:
 
         Keys: ``format_version``, ``optimizer`` (class name), ``hyper`` (hyperparameters, lr
         excluded: the learning rate or schedule is given to the constructor), ``step_count``,
-        ``epoch``, ``skipped_steps``, ``keys`` (parameter names, as strings) and ``state``
-        (``{name: {slot: array}}`` with the names as strings).
+        ``epoch``, ``skipped_steps``, ``keys`` (parameter names, as strings), ``state``
+        (``{name: {slot: array}}`` with the names as strings) and, for the optimizers with
+        scalar state (NAdam's mu_product, Schedule-Free's weight sum), ``scalars``.
         """
         return {
             "format_version": STATE_FORMAT_VERSION,
@@ -232,6 +235,7 @@ class Optimizer:
             "keys": [str(k) for k in self._params.keys],
             "state": {str(k): {slot: a.copy() for slot, a in slots.items()}
                       for k, slots in self.state.items()},
+            **({"scalars": dict(self._carry)} if self._carry else {}),
         }
 
     def load_state_dict(self, state):
@@ -254,6 +258,8 @@ class Optimizer:
         self._plan.count = int(state["step_count"])
         self.epoch = int(state["epoch"])
         self.skipped_steps = int(state["skipped_steps"])
+        if self._carry:
+            self._carry.update({k: float(v) for k, v in state["scalars"].items()})
 
     def __repr__(self):
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
@@ -624,17 +630,6 @@ class _RuleOptimizer(Optimizer):
         for name, _ in rule.carry:          # only once the step went through
             carry = getattr(_reference, rule.name + "_carry")
             self._carry[name] = carry(self._carry[name], step=step, **self.hyper)
-
-    def state_dict(self):
-        out = super().state_dict()
-        if self._carry:
-            out["scalars"] = dict(self._carry)
-        return out
-
-    def _restore(self, state):
-        super()._restore(state)
-        if self._carry:
-            self._carry.update({k: float(v) for k, v in state["scalars"].items()})
 
 
 def _rule_class(rule, name=None, defaults=None, doc=None):
