@@ -97,6 +97,41 @@ def _inplace_adam(param, grad, m, v, s, *, step, lr, beta1=0.9, beta2=0.999, eps
     np.subtract(param, s, out=param)
 
 
+def _inplace_lion(param, grad, m, s, *, lr, beta1=0.9, beta2=0.99):
+    # c = beta1 m + (1 - beta1) g, in s: s = (m beta1/(1-beta1) + g) (1-beta1)
+    np.multiply(m, beta1 / (1.0 - beta1), out=s)
+    np.add(s, grad, out=s)
+    np.sign(s, out=s)
+    np.multiply(s, lr, out=s)
+    np.subtract(param, s, out=param)
+    np.multiply(m, beta2 / (1.0 - beta2), out=m)
+    np.add(m, grad, out=m)
+    np.multiply(m, 1.0 - beta2, out=m)
+
+
+def _inplace_adagrad(param, grad, sum_sq, s, *, step, lr, lr_decay=0.0, eps=1e-10):
+    np.multiply(grad, grad, out=s)
+    np.add(sum_sq, s, out=sum_sq)
+    np.sqrt(sum_sq, out=s)
+    np.add(s, eps, out=s)
+    np.divide(grad, s, out=s)
+    np.multiply(s, lr / (1.0 + (step - 1) * lr_decay), out=s)
+    np.subtract(param, s, out=param)
+
+
+def _inplace_adamax(param, grad, m, u, s, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    np.multiply(m, beta1, out=m)
+    np.multiply(grad, 1.0 - beta1, out=s)
+    np.add(m, s, out=m)
+    np.absolute(grad, out=s)
+    np.add(s, eps, out=s)
+    np.multiply(u, beta2, out=u)
+    np.maximum(u, s, out=u)
+    np.divide(m, u, out=s)
+    np.multiply(s, lr / (1.0 - beta1 ** step), out=s)
+    np.subtract(param, s, out=param)
+
+
 def _inplace_ewa(avg, value, s, *, beta):
     np.multiply(avg, beta, out=avg)
     np.multiply(value, 1.0 - beta, out=s)
@@ -120,7 +155,8 @@ class KernelInfo:
     writes: int          # arrays written per element
     fastopt: object      # the fastopt.kernels function
     reference: object    # its fastopt.reference twin (the "numpy course" row)
-    inplace: object      # its careful in-place NumPy twin (the "numpy in-place" row)
+    inplace: object      # its careful in-place NumPy twin (the "numpy in-place" row), or None
+                         # where one scratch array is not enough (that row is left out)
     hyper: dict = field(default_factory=dict)
     torch_name: str = None
     torch_hyper: dict = field(default_factory=dict)
@@ -150,8 +186,21 @@ KERNELS = {k.name: k for k in (
     _row("adamw", "adam", _inplace_adam,
          {"step": STEP, "lr": LR, "weight_decay": WD, "decoupled_weight_decay": True},
          "AdamW", {"lr": LR, "weight_decay": WD}),
+    _row("lion", "lion", _inplace_lion, {"lr": LR}),
+    _row("adagrad", "adagrad", _inplace_adagrad, {"step": STEP, "lr": LR}, "Adagrad",
+         {"lr": LR}),
+    _row("adamax", "adamax", _inplace_adamax, {"step": STEP, "lr": LR}, "Adamax", {"lr": LR}),
+    _row("nadam", "nadam", None, {"step": STEP, "lr": LR, "mu_product": 0.5}, "NAdam",
+         {"lr": LR}),
+    _row("radam", "radam", None, {"step": STEP, "lr": LR}, "RAdam", {"lr": LR}),
+    _row("adadelta", "adadelta", None, {"lr": LR}, "Adadelta", {"lr": LR}),
+    _row("schedule_free_adamw", "schedule_free_adamw", None,
+         {"step": STEP, "lr": LR, "ckp1": 0.1}),
     _row("ewa", "ewa", _inplace_ewa, {"beta": 0.9}),
 )}
+
+# torch.optim classes with a fused CPU implementation (torch 2.x); the others get foreach only
+TORCH_FUSED = ("SGD", "Adam", "AdamW", "Adagrad")
 
 
 def bench_dtype(name):
@@ -182,8 +231,10 @@ def dtype_name(dtype):
 # 16-bit subnormals is not what is measured here.
 _START = {"grad": (1e-3, 1e-4), "value": (1e-3, 1e-4),       # (0, 1e-3] + 1e-4
           "sq_avg": (1e-6, 1e-8), "v": (1e-6, 1e-8),         # > 0
-          "m": (1e-3, 0.0), "velocity": (1e-3, 0.0)}
-_F16_FACTOR = {"grad": 10, "value": 10, "m": 10, "velocity": 10, "sq_avg": 100, "v": 100}
+          "m": (1e-3, 0.0), "velocity": (1e-3, 0.0),
+          "sum_sq": (1e-6, 1e-8), "u": (1e-3, 1e-4), "acc_delta": (1e-6, 1e-8)}   # > 0
+_F16_FACTOR = {"grad": 10, "value": 10, "m": 10, "velocity": 10, "sq_avg": 100, "v": 100,
+               "sum_sq": 100, "u": 10, "acc_delta": 100}
 _PARAM_START = (1.0, -0.5)                                    # param, avg: [-0.5, 0.5)
 
 
@@ -327,12 +378,12 @@ def import_torch():
 
 
 def torch_variants(kernel):
-    """The torch.optim variants benchmarked for `kernel`: [(label, mode)], mode 'fused'/'foreach'.
-    torch.optim.RMSprop has no fused implementation (torch 2.x), so it gets foreach only."""
+    """The torch.optim variants benchmarked for `kernel`: [(label, mode)], mode 'fused'/'foreach'
+    (foreach only for the classes without a fused implementation: RMSprop, Adamax, NAdam, ...)."""
     info = KERNELS[kernel]
     if info.torch_name is None:
         return []
-    modes = ("foreach",) if info.torch_name == "RMSprop" else ("fused", "foreach")
+    modes = ("fused", "foreach") if info.torch_name in TORCH_FUSED else ("foreach",)
     return [(f"torch {info.torch_name} {mode}", mode) for mode in modes]
 
 
@@ -356,11 +407,16 @@ def check_twins(dtype=np.float64, n=1001):
     rtol = 1e-10 if np.dtype(dtype) == np.float64 else 2e-4
     for kernel in KERNELS:
         cases = [Case(kernel, n, dtype, seed=1) for _ in range(3)]
-        fns = [course_fn(cases[0]), inplace_fn(cases[1]), fastopt_fn(cases[2], 1)]
+        fns = [course_fn(cases[0]), fastopt_fn(cases[2], 1)]
+        if KERNELS[kernel].inplace is not None:
+            fns.insert(1, inplace_fn(cases[1]))
         for _ in range(3):
             for f in fns:
                 f()
-        for name, c in (("in-place NumPy", cases[1]), ("fastopt", cases[2])):
+        checked = [("fastopt", cases[2])]
+        if KERNELS[kernel].inplace is not None:
+            checked.append(("in-place NumPy", cases[1]))
+        for name, c in checked:
             for want, got in zip(cases[0].arrays, c.arrays):
                 if not np.allclose(got, want, rtol=rtol, atol=rtol * 1e-2):
                     raise AssertionError(f"{kernel}: {name} differs from fastopt.reference")

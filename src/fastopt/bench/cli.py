@@ -245,8 +245,9 @@ def bench_case(case, threads, repeat, min_time, torch=None):
                                    nbytes=base.nbytes_moved))
     else:
         cands.append(Candidate("numpy course", 1, course_fn(case), kind="course", nbytes=nb))
-        cands.append(Candidate("numpy in-place", 1, inplace_fn(case), kind="inplace",
-                               nbytes=nb))
+        if case.info.inplace is not None:
+            cands.append(Candidate("numpy in-place", 1, inplace_fn(case), kind="inplace",
+                                   nbytes=nb))
     if torch is not None:
         for label, mode in torch_variants(case.kernel):
             for t in counts:
