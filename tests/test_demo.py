@@ -98,7 +98,7 @@ def test_experiment_results_are_deterministic_and_fair():
     b = experiments.run_moons(epochs=3, seed=1)
     c = experiments.run_moons(epochs=3, seed=2)
     assert list(a) == ["mini-batch GD", "momentum", "Adam", "Adam + 1/t decay",
-                       "Adam + staircase decay"]
+                       "Adam + staircase decay", "Lion", "Adagrad", "Schedule-Free AdamW"]
     for name, r in a.items():
         np.testing.assert_array_equal(r["costs"], b[name]["costs"])
         for k in r["params"]:
@@ -113,6 +113,19 @@ def test_experiment_results_are_deterministic_and_fair():
     assert a["Adam + staircase decay"]["lr_curve"].tolist() == [0.01, 0.005, 0.01 / 3]
     np.testing.assert_allclose(a["Adam + 1/t decay"]["lr_curve"], [0.01, 0.005, 0.01 / 3])
     assert np.ptp(a["Adam"]["lr_curve"]) == 0
+
+
+def test_schedule_free_is_evaluated_at_the_average(monkeypatch):
+    # the accuracies of the Schedule-Free run are those of x (eval()), not of y
+    switched = []
+    real_eval = fastopt.ScheduleFreeAdamW.eval
+
+    def spy(self):
+        switched.append(self.step_count)
+        real_eval(self)
+    monkeypatch.setattr(fastopt.ScheduleFreeAdamW, "eval", spy)
+    r = experiments.run_moons(epochs=2, seed=0)
+    assert switched == [r["Schedule-Free AdamW"]["steps"]]
 
 
 def test_default_experiments_reach_the_promised_accuracies():
@@ -130,6 +143,13 @@ def test_default_experiments_reach_the_promised_accuracies():
     assert digits["Adam"]["epochs"] == experiments.DIGITS_EPOCHS
     assert digits["SGD (batch 1)"]["steps"] == 1348 * digits["SGD (batch 1)"]["epochs"]
     assert digits["batch GD"]["steps"] == experiments.DIGITS_EPOCHS
+    # what the README says the newer optimizers' curves show
+    for name in ("Lion", "Schedule-Free AdamW"):
+        assert digits[name]["test_acc"] >= 0.97, (name, digits[name]["test_acc"])
+        assert moons[name]["train_acc"] >= 0.93, (name, moons[name]["train_acc"])
+    # Adagrad's step shrinks as its sum of squares grows: behind Adam on both
+    assert digits["Adagrad"]["final_cost"] > 2 * digits["Adam"]["final_cost"]
+    assert moons["Adagrad"]["train_acc"] <= moons["Adam"]["train_acc"] - 0.05
 
 
 # ------------------------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ DIGITS_EPOCHS = 100
 DIGITS_LAYERS = [64, 64, 10]            # 8x8 pixels -> 64 ReLU units -> softmax over 10 digits
 DIGITS_LR_GD = 0.1                      # one rate for every plain-gradient method
 DIGITS_LR_ADAPTIVE = 0.001              # one rate for RMSprop and Adam (their usual default)
+# The newer optimizers at their own usual rates: Lion 3-10x below Adam's (its paper), Adagrad
+# and Schedule-Free AdamW at their libraries' defaults.
+LION_LR_FACTOR = 1 / 5
+ADAGRAD_LR = 0.01
+SCHEDULE_FREE_LR = 0.0025
 SGD_EPOCH_FRACTION = 0.1                # batch size 1 takes m steps per epoch: fewer epochs
 
 BATCH = 64
@@ -81,6 +86,18 @@ def moons_runs(epochs):
                                                                  time_interval=T,
                                                                  staircase=True)),
             f"{MOONS_LR0_DECAY:g} / (1 + floor(epoch/{T}))"),
+        *newer_runs(lr),
+    ]
+
+
+def newer_runs(adam_lr):
+    """Lion, Adagrad and Schedule-Free AdamW (the comparison's newer optimizers)."""
+    lion = adam_lr * LION_LR_FACTOR
+    return [
+        Run("Lion", lambda p: fastopt.Lion(p, lion), f"{lion:g}"),
+        Run("Adagrad", lambda p: fastopt.Adagrad(p, ADAGRAD_LR), f"{ADAGRAD_LR:g}"),
+        Run("Schedule-Free AdamW", lambda p: fastopt.ScheduleFreeAdamW(p, SCHEDULE_FREE_LR),
+            f"{SCHEDULE_FREE_LR:g}"),
     ]
 
 
@@ -95,6 +112,7 @@ def digits_runs(m_train):
         Run("momentum", lambda p: fastopt.Momentum(p, gd, beta=0.9), f"{gd:g}, beta 0.9"),
         Run("RMSprop", lambda p: fastopt.RMSprop(p, ad, beta=0.9), f"{ad:g}, beta 0.9"),
         Run("Adam", lambda p: fastopt.Adam(p, ad), f"{ad:g}"),
+        *newer_runs(ad),
     ]
 
 
@@ -175,6 +193,8 @@ def run_experiment(runs, layers, train_set, test_set, *, epochs, seed, progress,
                                              batch_size=run.batch_size, epochs=run_epochs,
                                              seed=seed, progress=progress,
                                              desc=f"{label}: {run.name}")
+            if hasattr(optimizer, "eval"):
+                optimizer.eval()           # Schedule-Free: evaluate at the averaged iterate x
             _, cache = nn.forward(params, X)
             beta = _smoothing_beta(costs.size, costs.size // run_epochs)
             results[run.name] = {

@@ -17,7 +17,8 @@ from .experiments import moons_data
 
 __all__ = ["plot_results"]
 
-_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
 _STYLES = ["-", "--"]       # alternate, so that a curve hidden under the next stays visible
 _RAW_POINTS = 4000          # raw curves are thinned to about this many points (they are noise)
 
