@@ -106,12 +106,16 @@ def ewa(series, *, beta, bias_correction=True, adjust=None, ignore_na=False, axi
         \qquad
         \text{adjust=False:}\quad y_0 = \theta_0, \quad y_t = \beta y_{t-1} + (1-\beta)\,\theta_t
 
-    (sums over the observed values).  Leading NaNs give NaN; a NaN after the first value repeats the
-    last average.  With ``ignore_na=False`` (pandas' default) weights are by position, so the weights
-    of earlier values keep decaying through a run of NaN; with ``ignore_na=True`` NaNs are skipped
-    as if removed.  This form keeps its state in float64 for float32 input too (as pandas does) and
-    rounds each output once.  For ``adjust=False`` every beta is treated alike, as pandas documents
-    it; pandas 3.0 special-cases alpha = 0.5 (``com == 1``) after a NaN gap with
+    (for adjust=True the sums run over the observed values, i counting positions back from t with
+    ``ignore_na=False`` and observations with ``ignore_na=True``; the adjust=False recursion is
+    the one without NaN).
+    Leading NaNs give NaN; a NaN after the first observed value repeats the last average.  With
+    ``ignore_na=False`` (pandas' default) weights are by position, so the weights of earlier
+    values keep decaying through a run of NaN (for adjust=False the gap's decayed weight and
+    1 - beta are renormalised, as pandas does); with ``ignore_na=True`` NaNs are skipped as if
+    removed.  This form keeps its state in float64 for float32 input too (as pandas does) and
+    rounds each output once.  For ``adjust=False`` every beta is treated alike, as pandas
+    documents it; pandas 3.0 special-cases alpha = 0.5 (``com == 1``) after a NaN gap with
     ``ignore_na=False`` (pandas GH-66523), so for beta = 0.5 those values differ from it there.
 
     For N-D input every 1-D slice along `axis` is an independent series (the scan is vectorised and
