@@ -73,29 +73,77 @@ def _check_out(out, shape, dtype):
                          "never writes through a temporary copy")
 
 
-def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
+def _check_adjust(adjust):
+    """None, or adjust as a bool; TypeError naming `adjust` otherwise (never truthiness)."""
+    if adjust is None:
+        return None
+    if adjust is True or adjust is False or isinstance(adjust, np.bool_):
+        return bool(adjust)
+    raise TypeError(f"adjust must be None, True or False, got {adjust!r} "
+                    f"({type(adjust).__name__})")
+
+
+def ewa(series, *, beta, bias_correction=True, adjust=None, ignore_na=False, axis=0, out=None):
     r"""Exponentially weighted average of a series, scanned along `axis`.
+
+    By default (``adjust=None``) the course's zero-started average:
 
     .. math::
         v_0 = 0, \qquad v_t = \beta v_{t-1} + (1-\beta)\,\theta_t, \qquad
         \text{out}_t = \frac{v_t}{1-\beta^t} \ (\text{bias\_correction}) \text{ or } v_t
 
     It averages over about ``1 / (1 - beta)`` values.  With bias correction it equals pandas'
-    ``Series.ewm(alpha=1 - beta, adjust=True).mean()``; the debiased average of a constant series is
-    that constant.  For N-D input every 1-D slice along `axis` is an independent series (the scan is
-    vectorised and threaded across them).
+    ``Series.ewm(alpha=1 - beta, adjust=True).mean()`` on data without NaN; the debiased average of
+    a constant series is that constant.  A NaN in this form makes that output and every later one
+    of its series NaN (it propagates, as in the formula).
+
+    With ``adjust=True`` or ``adjust=False`` the result is pandas'
+    ``Series.ewm(alpha=1 - beta, adjust=adjust, ignore_na=ignore_na).mean()`` (``min_periods=0``),
+    NaN handling included, computed with pandas' recurrence:
+
+    .. math::
+        \text{adjust=True:}\quad y_t = \frac{\sum_i \beta^{i}\,\theta_{t-i}}{\sum_i \beta^{i}},
+        \qquad
+        \text{adjust=False:}\quad y_0 = \theta_0, \quad y_t = \beta y_{t-1} + (1-\beta)\,\theta_t
+
+    (for adjust=True the sums run over the observed values, i counting positions back from t with
+    ``ignore_na=False`` and observations with ``ignore_na=True``; the adjust=False recursion is
+    the one without NaN).
+    Leading NaNs give NaN; a NaN after the first observed value repeats the last average.  With
+    ``ignore_na=False`` (pandas' default) weights are by position, so the weights of earlier
+    values keep decaying through a run of NaN (for adjust=False the gap's decayed weight and
+    1 - beta are renormalised, as pandas does); with ``ignore_na=True`` NaNs are skipped as if
+    removed.  This form keeps its state in float64 for float32 input too (as pandas does) and
+    rounds each output once.  For ``adjust=False`` every beta is treated alike, as pandas
+    documents it; pandas 3.0 special-cases alpha = 0.5 (``com == 1``) after a NaN gap with
+    ``ignore_na=False`` (pandas GH-66523), so for beta = 0.5 those values differ from it there.
+
+    For N-D input every 1-D slice along `axis` is an independent series (the scan is vectorised and
+    threaded across them; each series is scanned by one thread, so results do not depend on the
+    thread count).
 
     Parameters
     ----------
     series : array_like of real numbers.  float32 stays float32; integers become float64.
     beta : float in [0, 1).
-    bias_correction : bool, divide v_t by 1 - beta**t (t counts from 1; computed in float64).
+    bias_correction : bool, for ``adjust=None``: divide v_t by 1 - beta**t (t counts from 1;
+        computed in float64).  With ``adjust=True``/``False`` pandas' form decides, and
+        bias_correction must stay at its default (True): ``bias_correction=False`` (the
+        zero-started average) with either raises ValueError.
+    adjust : None, True or False.  None: the zero-started form above; True/False: pandas' form.
+    ignore_na : bool, pandas' `ignore_na`; only with ``adjust=True``/``False`` (True with
+        ``adjust=None`` raises ValueError, since that form has no NaN handling to change).
     axis : int, the axis that holds the steps t.
     out : ndarray, optional, same shape and dtype as the result; may be `series` itself.
 
     Returns
     -------
     ndarray, the averages, the same shape as `series`.
+
+    Raises
+    ------
+    TypeError for a non-bool `bias_correction`/`ignore_na` or an `adjust` other than None/bool;
+    ValueError for a contradictory combination (see above).  `out` is left untouched.
 
     Examples
     --------
@@ -104,10 +152,23 @@ def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
     array([1., 1., 1.])
     >>> fastopt.ewa([1.0, 1.0], beta=0.9, bias_correction=False)
     array([0.1 , 0.19])
+    >>> fastopt.ewa([1.0, 2.0], beta=0.5, adjust=False)
+    array([1. , 1.5])
+    >>> fastopt.ewa([float("nan"), 1.0, float("nan"), 4.0], beta=0.5, adjust=True)
+    array([nan, 1. , 1. , 3.4])
     """
     x = _as_float_array(series, "series")
     _k.check_beta(beta, "beta")
     bias_correction = _k.check_bool(bias_correction, "bias_correction")
+    adjust = _check_adjust(adjust)
+    ignore_na = _k.check_bool(ignore_na, "ignore_na")
+    if adjust is not None and not bias_correction:
+        raise ValueError(f"bias_correction=False (the zero-started average, adjust=None) "
+                         f"contradicts adjust={adjust} (pandas' form, which has its own start); "
+                         f"leave bias_correction at its default, or pass adjust=None")
+    if adjust is None and ignore_na:
+        raise ValueError("ignore_na=True needs adjust=True or adjust=False (pandas' NaN "
+                         "handling); with adjust=None a NaN propagates")
     if x.ndim == 0:
         raise ValueError("series must have at least one dimension")
     ax = _k.check_axis(axis, x.ndim)
@@ -133,10 +194,10 @@ def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
         r2 = None                                 # scan into a fresh array, then copy into out
     if r2 is None:
         tmp = np.empty(x2.shape, dtype=x.dtype)
-        _k._ewa_scan(x2, tmp, beta, bias_correction)
+        _k._ewa_scan(x2, tmp, beta, bias_correction, adjust, ignore_na)
         r[...] = tmp.reshape(r.shape)
     else:
-        _k._ewa_scan(x2, r2, beta, bias_correction)
+        _k._ewa_scan(x2, r2, beta, bias_correction, adjust, ignore_na)
     return res
 
 

@@ -208,21 +208,51 @@ def ewa_update(avg, value, *, beta, n_threads=None):
     avg[...] = beta * avg + (1 - beta) * value
 
 
-def ewa(series, *, beta, bias_correction=True, axis=0, out=None):
-    """v_t = beta v_{t-1} + (1 - beta) theta_t from v_0 = 0, divided by 1 - beta**t if asked."""
+def ewa(series, *, beta, bias_correction=True, adjust=None, ignore_na=False, axis=0, out=None):
+    """adjust=None: v_t = beta v_{t-1} + (1 - beta) theta_t from v_0 = 0, divided by 1 - beta**t
+    if asked.  adjust=True/False: pandas' ewm(alpha=1 - beta, adjust, ignore_na).mean(), by
+    pandas' recurrence with a float64 state (bias_correction is not used there)."""
     x = np.asarray(series)
     if x.dtype.kind in "biu":
         x = x.astype(np.float64)
     x = np.moveaxis(x, axis, 0)
-    result = np.empty(x.shape, dtype=x.dtype)
-    v = np.zeros(x.shape[1:], dtype=x.dtype)
-    for t in range(x.shape[0]):
-        v = beta * v + (1 - beta) * x[t]
-        result[t] = v / (1 - beta ** (t + 1)) if bias_correction else v
+    if adjust is None:
+        result = np.empty(x.shape, dtype=x.dtype)
+        v = np.zeros(x.shape[1:], dtype=x.dtype)
+        for t in range(x.shape[0]):
+            v = beta * v + (1 - beta) * x[t]
+            result[t] = v / (1 - beta ** (t + 1)) if bias_correction else v
+    else:
+        result = _pandas_ewm_mean(x, beta, adjust, ignore_na).astype(x.dtype)
     result = np.moveaxis(result, 0, axis)
     if out is not None:
         out[...] = result
         return out
+    return result
+
+
+def _pandas_ewm_mean(x, beta, adjust, ignore_na):
+    """pandas' ewm mean (min_periods=0) of every column of x (steps on axis 0), in float64:
+    `weighted` is the mean so far (NaN before the first observation), `old_wt` the weight of
+    everything before the current value."""
+    new_wt = 1.0 if adjust else 1.0 - beta
+    weighted = np.full(x.shape[1:], np.nan)
+    old_wt = np.ones(x.shape[1:])
+    result = np.empty(x.shape)
+    for t in range(x.shape[0]):
+        cur = x[t].astype(np.float64)
+        observed = ~np.isnan(cur)
+        started = ~np.isnan(weighted)
+        # ignore_na=False: weights decay at every position; True: only at observations
+        old_wt = np.where(started & (observed | (not ignore_na)), old_wt * beta, old_wt)
+        update = started & observed
+        with np.errstate(invalid="ignore"):
+            mean = (old_wt * weighted + new_wt * cur) / (old_wt + new_wt)
+        # the mean is kept when the value equals it (a constant series stays exact)
+        weighted = np.where(update & (weighted != cur), mean, weighted)
+        old_wt = np.where(update, old_wt + new_wt if adjust else 1.0, old_wt)
+        weighted = np.where(~started & observed, cur, weighted)
+        result[t] = weighted
     return result
 
 
