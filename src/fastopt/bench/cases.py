@@ -190,17 +190,31 @@ KERNELS = {k.name: k for k in (
     _row("adagrad", "adagrad", _inplace_adagrad, {"step": STEP, "lr": LR}, "Adagrad",
          {"lr": LR}),
     _row("adamax", "adamax", _inplace_adamax, {"step": STEP, "lr": LR}, "Adamax", {"lr": LR}),
-    _row("nadam", "nadam", None, {"step": STEP, "lr": LR, "mu_product": 0.5}, "NAdam",
-         {"lr": LR}),
-    _row("radam", "radam", None, {"step": STEP, "lr": LR}, "RAdam", {"lr": LR}),
-    _row("adadelta", "adadelta", None, {"lr": LR}, "Adadelta", {"lr": LR}),
-    _row("schedule_free_adamw", "schedule_free_adamw", None,
-         {"step": STEP, "lr": LR, "ckp1": 0.1}),
     _row("ewa", "ewa", _inplace_ewa, {"beta": 0.9}),
 )}
 
-# torch.optim classes with a fused CPU implementation (torch 2.x); the others get foreach only
+# torch.optim's classes (by name, so that torch is not imported here), and those with a fused CPU
+# implementation (torch 2.x); the others get foreach only
+TORCH_OPTIM = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
+               "Adadelta")
 TORCH_FUSED = ("SGD", "Adam", "AdamW", "Adagrad")
+
+
+def _generic_row(rule):
+    """The row of a registry rule without a hand-written one: lr, the step and the example values
+    of the hyperparameters without a default; the torch.optim class of the same name, if any
+    (no in-place NumPy twin)."""
+    hyper = {"lr": LR, **_registry.required_hypers(rule)}
+    if rule.stepped:
+        hyper["step"] = STEP
+    torch_name = rule.cls if rule.cls in TORCH_OPTIM else None
+    return _row(rule.name, rule.name, None, hyper, torch_name, {"lr": LR})
+
+
+# every rule of the registry has its row: a new rule needs no line here
+for _r in _registry.RULES:
+    if _r.name not in KERNELS:
+        KERNELS[_r.name] = _generic_row(_r)
 
 
 def bench_dtype(name):
