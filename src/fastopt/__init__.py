@@ -9,6 +9,7 @@ The public API, flat::
     fastopt.SGD / Momentum / RMSprop / Adam / AdamW / Adagrad /    optimizer classes (one native call
       Adamax / NAdam / RAdam / Adadelta / Lion / ScheduleFreeAdamW per step for all arrays)
     fastopt.inverse_time_decay / exponential_decay / ...           learning-rate schedules
+    fastopt.warmup_cosine_decay / one_cycle / join_schedules / ... (optax and PyTorch ones too)
     fastopt.clip_grad_norm / all_finite / EMA                      clipping, checks, weight averaging
     fastopt.save_state / load_state                                 optimizer checkpoints (.npz)
 
@@ -29,11 +30,17 @@ from .schedules import (
     Schedule,
     as_schedule,
     constant,
+    cosine_decay,
     exponential_decay,
     inverse_sqrt_decay,
     inverse_time_decay,
+    join_schedules,
+    linear_schedule,
+    one_cycle,
     piecewise_constant,
+    polynomial_decay,
     step_decay,
+    warmup_cosine_decay,
 )
 from .kernels import (
     RULE_KERNELS as _RULE_KERNELS,
@@ -61,16 +68,22 @@ __all__ = [
     "as_schedule",
     "clip_grad_norm",
     "constant",
+    "cosine_decay",
     "course",
     "exponential_decay",
     "global_norm",
     "inverse_sqrt_decay",
     "inverse_time_decay",
+    "join_schedules",
+    "linear_schedule",
     "load_state",
     "minibatches",
+    "one_cycle",
     "piecewise_constant",
+    "polynomial_decay",
     "save_state",
     "step_decay",
+    "warmup_cosine_decay",
     "adam_step",
     "debias",
     "ewa",

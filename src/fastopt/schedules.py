@@ -6,13 +6,15 @@ returns the learning rate as a Python ``float``; its attributes hold the argumen
 
 What ``count`` counts is the schedule's ``per`` attribute:
 
-``per="epoch"`` (the default, as in the course)
+``per="epoch"`` (the default of the course's schedules)
     The optimizer evaluates ``sched(opt.epoch)``.  Epochs count from 0: during the first epoch the
     count is 0, so every decay schedule starts at its initial rate.
 ``per="step"``
     The optimizer evaluates ``sched(t)`` where ``t`` is the number of the update being taken,
     counting from 1 (the same ``step`` the kernels take).  Count 0 is accepted too, so a schedule
-    can be tabulated from 0, optax style.
+    can be tabulated from 0, optax style.  The optax and PyTorch schedules below default to it.
+    Note that optax and PyTorch training loops use count 0 for the first update; a fastopt
+    optimizer uses count 1, so it runs the same schedule one count ahead.
 
 A count must be an integer in [0, 2**53] (Python or NumPy integer; ``bool`` and floats are
 refused, with TypeError; a count out of range is a ValueError).  All
@@ -27,6 +29,18 @@ The schedules (the course's list of decay methods, then the two trivial ones):
 ``step_decay``              ``lr0 * factor**floor(count / every)`` (discrete staircase)
 ``piecewise_constant``      manual decay: a value per interval between boundaries
 ``constant``                ``lr``
+==========================  =====================================================================
+
+The optax and PyTorch schedules (``per="step"`` by default; each equals its reference at every
+integer count, computed in float64; ``c`` is the count, ``T`` the number of transition steps):
+
+==========================  =====================================================================
+``linear_schedule``         optax's: ``init`` to ``end`` linearly over ``T`` counts, then ``end``
+``polynomial_decay``        optax's ``polynomial_schedule``: ``(init - end) * (1 - c/T)**p + end``
+``cosine_decay``            optax's: ``lr0 * ((1 - alpha) * (0.5 + 0.5 cos(pi c/T))**p + alpha)``
+``warmup_cosine_decay``     optax's: linear warm-up to ``peak``, then cosine decay to ``end``
+``one_cycle``               PyTorch's ``OneCycleLR`` (``anneal_strategy='cos'``)
+``join_schedules``          optax's: schedule ``i + 1`` from ``boundaries[i]``, counted from there
 ==========================  =====================================================================
 
 :func:`as_schedule` turns what a user passes as a learning rate (a number, a :class:`Schedule`, or
@@ -47,11 +61,17 @@ __all__ = [
     "Schedule",
     "as_schedule",
     "constant",
+    "cosine_decay",
     "exponential_decay",
     "inverse_sqrt_decay",
     "inverse_time_decay",
+    "join_schedules",
+    "linear_schedule",
+    "one_cycle",
     "piecewise_constant",
+    "polynomial_decay",
     "step_decay",
+    "warmup_cosine_decay",
 ]
 
 _PERS = ("epoch", "step")
@@ -333,6 +353,235 @@ class Constant(Schedule):
         return (("lr", self.lr),)
 
 
+# The optax and PyTorch schedules.  The formulas are the references' own, operation for operation
+# (in float64), so that a value equals the reference's, not just approximately.
+
+def _polynomial(init, end, power, steps, begin, count):
+    """optax.polynomial_schedule at `count`: clip(count - begin, 0, steps), then the power law."""
+    if steps == 0:                       # optax: transition_steps <= 0 holds init
+        return init
+    c = min(max(count - begin, 0), steps)
+    frac = 1 - c / steps
+    return (init - end) * frac ** power + end
+
+
+def _cosine(lr0, steps, alpha, exponent, count):
+    """optax.cosine_decay_schedule at `count` (steps > 0)."""
+    c = min(count, steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * c / steps))
+    return lr0 * ((1 - alpha) * cosine ** exponent + alpha)
+
+
+def _ratio(num, den, what):
+    """``num / den`` (den > 0), a ValueError naming `what` when it leaves the float range."""
+    r = num / den
+    if not math.isfinite(r):
+        raise ValueError(f"{what} overflows a float ({num!r} / {den!r})")
+    return r
+
+
+class PolynomialDecay(Schedule):
+    """The schedule built by :func:`polynomial_decay`."""
+
+    _name = "polynomial_decay"
+
+    def __init__(self, init, end, power, transition_steps, *, transition_begin=0, per="step"):
+        self._set(init=_nonneg(init, "init"), end=_nonneg(end, "end"),
+                  power=_nonneg(power, "power"),
+                  transition_steps=_check_int(transition_steps, "transition_steps", 0),
+                  transition_begin=_check_int(transition_begin, "transition_begin", 0),
+                  per=_check_per(per))
+
+    def _value(self, count):
+        return _polynomial(self.init, self.end, self.power, self.transition_steps,
+                           self.transition_begin, count)
+
+    def _params(self):
+        return (("init", self.init), ("end", self.end), ("power", self.power),
+                ("transition_steps", self.transition_steps),
+                ("transition_begin", self.transition_begin))
+
+
+class LinearSchedule(PolynomialDecay):
+    """The schedule built by :func:`linear_schedule` (a :class:`PolynomialDecay` with power 1)."""
+
+    _name = "linear_schedule"
+
+    def __init__(self, init, end, transition_steps, *, transition_begin=0, per="step"):
+        super().__init__(init, end, 1.0, transition_steps, transition_begin=transition_begin,
+                         per=per)
+
+    def _params(self):
+        return (("init", self.init), ("end", self.end),
+                ("transition_steps", self.transition_steps),
+                ("transition_begin", self.transition_begin))
+
+
+class CosineDecay(Schedule):
+    """The schedule built by :func:`cosine_decay`."""
+
+    _name = "cosine_decay"
+
+    def __init__(self, lr0, decay_steps, *, alpha=0.0, exponent=1.0, per="step"):
+        self._set(lr0=_nonneg(lr0, "lr0"),
+                  decay_steps=_check_int(decay_steps, "decay_steps", 1),
+                  alpha=_nonneg(alpha, "alpha"), exponent=_nonneg(exponent, "exponent"),
+                  per=_check_per(per))
+
+    def _value(self, count):
+        return _cosine(self.lr0, self.decay_steps, self.alpha, self.exponent, count)
+
+    def _params(self):
+        return (("lr0", self.lr0), ("decay_steps", self.decay_steps), ("alpha", self.alpha),
+                ("exponent", self.exponent))
+
+
+class WarmupCosineDecay(Schedule):
+    """The schedule built by :func:`warmup_cosine_decay`."""
+
+    _name = "warmup_cosine_decay"
+
+    def __init__(self, init, peak, warmup_steps, decay_steps, *, end=0.0, exponent=1.0,
+                 per="step"):
+        init, peak, end = _nonneg(init, "init"), _nonneg(peak, "peak"), _nonneg(end, "end")
+        warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+        decay_steps = _check_int(decay_steps, "decay_steps", 1)
+        if decay_steps <= warmup_steps:
+            raise ValueError(f"decay_steps must be an integer > warmup_steps = {warmup_steps} "
+                             f"(it counts the warm-up too: the cosine runs for decay_steps - "
+                             f"warmup_steps counts), got {decay_steps}")
+        # optax: alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+        alpha = 0.0 if peak == 0.0 else _ratio(end, peak, "warmup_cosine_decay: end / peak")
+        self._set(init=init, peak=peak, warmup_steps=warmup_steps, decay_steps=decay_steps,
+                  end=end, exponent=_nonneg(exponent, "exponent"), _alpha=alpha,
+                  per=_check_per(per))
+
+    def _value(self, count):
+        # optax: join_schedules([linear_schedule(init, peak, warmup_steps),
+        #                        cosine_decay_schedule(peak, decay_steps - warmup_steps, alpha,
+        #                                              exponent)], [warmup_steps])
+        w = self.warmup_steps
+        if count < w:
+            return _polynomial(self.init, self.peak, 1.0, w, 0, count)
+        return _cosine(self.peak, self.decay_steps - w, self._alpha, self.exponent, count - w)
+
+    def _params(self):
+        return (("init", self.init), ("peak", self.peak), ("warmup_steps", self.warmup_steps),
+                ("decay_steps", self.decay_steps), ("end", self.end),
+                ("exponent", self.exponent))
+
+
+class OneCycle(Schedule):
+    """The schedule built by :func:`one_cycle`."""
+
+    _name = "one_cycle"
+
+    def __init__(self, max_lr, total_steps, *, pct_start=0.3, div_factor=25.0,
+                 final_div_factor=1e4, three_phase=False, per="step"):
+        max_lr = _nonneg(max_lr, "max_lr")
+        total = _check_int(total_steps, "total_steps", 1)
+        pct = _real(pct_start, "pct_start")
+        if not 0.0 <= pct <= 1.0:
+            raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+        div = _positive(div_factor, "div_factor")
+        final_div = _positive(final_div_factor, "final_div_factor")
+        three_phase = _check_bool(three_phase, "three_phase")
+        # torch: initial_lr = max_lr / div_factor, min_lr = initial_lr / final_div_factor
+        initial = _ratio(max_lr, div, "one_cycle: max_lr / div_factor")
+        final = _ratio(initial, final_div, "one_cycle: max_lr / div_factor / final_div_factor")
+        # torch's _schedule_phases: (end_step, start_lr, end_lr)
+        if three_phase:
+            phases = ((float(pct * total) - 1, initial, max_lr),
+                      (float(2 * pct * total) - 2, max_lr, initial),
+                      (total - 1, initial, final))
+        else:
+            phases = ((float(pct * total) - 1, initial, max_lr),
+                      (total - 1, max_lr, final))
+        _check_phases(phases, total, pct_start)
+        self._set(max_lr=max_lr, total_steps=total, pct_start=pct, div_factor=div,
+                  final_div_factor=final_div, three_phase=three_phase, _phases=phases,
+                  _final=final, per=_check_per(per))
+
+    def _value(self, count):
+        if count > self.total_steps:     # torch raises here; fastopt stays at min_lr
+            return self._final
+        start = 0.0                      # torch's OneCycleLR.get_lr and _annealing_cos
+        last = len(self._phases) - 1
+        for i, (end_step, lr_start, lr_end) in enumerate(self._phases):
+            if count <= end_step or i == last:
+                pct = (count - start) / (end_step - start)
+                return lr_end + (lr_start - lr_end) / 2.0 * (math.cos(math.pi * pct) + 1)
+            start = end_step
+
+    def _params(self):
+        return (("max_lr", self.max_lr), ("total_steps", self.total_steps),
+                ("pct_start", self.pct_start), ("div_factor", self.div_factor),
+                ("final_div_factor", self.final_div_factor), ("three_phase", self.three_phase))
+
+
+def _check_phases(phases, total, pct_start):
+    """ValueError when a count in [0, total] falls in a phase of zero length (torch's OneCycleLR
+    divides by zero there: ZeroDivisionError at that count)."""
+    start, done = 0.0, -math.inf         # done: counts <= done went to an earlier phase
+    for i, (end_step, _, _) in enumerate(phases):
+        high = total if i == len(phases) - 1 else min(end_step, total)
+        first = 0 if done == -math.inf else max(0, math.floor(done) + 1)
+        if end_step == start and first <= high:
+            raise ValueError(f"pct_start = {pct_start!r} with total_steps = {total} gives phase "
+                             f"{i + 1} of the cycle zero length (torch's OneCycleLR divides by "
+                             f"zero at count {first}); choose another pct_start")
+        done = max(done, end_step)
+        start = end_step
+
+
+class JoinSchedules(Schedule):
+    """The schedule built by :func:`join_schedules`."""
+
+    _name = "join_schedules"
+
+    def __init__(self, schedules, boundaries, *, per=None):
+        sch = _sequence(schedules, "schedules")
+        b = _sequence(boundaries, "boundaries")
+        b = tuple(_check_int(x, f"boundaries[{i}]", 0) for i, x in enumerate(b))
+        for i in range(1, len(b)):
+            if b[i] < b[i - 1]:
+                raise ValueError(f"boundaries must be non-decreasing, got {list(b)}: "
+                                 f"boundaries[{i}] = {b[i]} < boundaries[{i - 1}] = {b[i - 1]}")
+        if len(sch) != len(b) + 1:
+            raise ValueError(f"schedules must have len(boundaries) + 1 = {len(b) + 1} entries "
+                             f"(one per interval), got {len(sch)}")
+        for i, s in enumerate(sch):
+            if not callable(s):
+                raise TypeError(f"schedules[{i}] must be a Schedule or a callable count -> lr, "
+                                f"got {type(s).__name__} (constant(lr) gives a fixed rate)")
+        if per is not None:
+            per = _check_per(per)
+        own = [(i, getattr(s, "per", None)) for i, s in enumerate(sch)]
+        own = [(i, _check_per(p, name=f"schedules[{i}].per")) for i, p in own if p is not None]
+        if per is None:
+            pers = {p for _, p in own}
+            if len(pers) > 1:
+                listed = ", ".join(f"schedules[{i}].per={p!r}" for i, p in own)
+                raise ValueError(f"the schedules disagree on per ({listed}): build them with "
+                                 f"the same per (e.g. constant(lr, per='step'))")
+            per = pers.pop() if pers else "step"
+        for i, p in own:
+            if p != per:
+                raise ValueError(f"per={per!r} contradicts schedules[{i}].per={p!r}")
+        self._set(schedules=tuple(as_schedule(s, per=per) for s in sch), boundaries=b,
+                  per=per)
+
+    def _value(self, count):
+        # optax: for count >= boundaries[i], schedules[i + 1](count - boundaries[i])
+        i = bisect.bisect_right(self.boundaries, count)
+        if i == 0:
+            return self.schedules[0](count)
+        return self.schedules[i](count - self.boundaries[i - 1])
+
+    def _params(self):
+        return (("schedules", self.schedules), ("boundaries", self.boundaries))
+
+
 # ------------------------------------------------------------------------------------------------
 # The public constructors.
 # ------------------------------------------------------------------------------------------------
@@ -534,6 +783,254 @@ def constant(lr, *, per="epoch"):
       optax: ``constant_schedule(lr)``.  Keras and PyTorch: a plain float learning rate.
     """
     return Constant(lr, per=per)
+
+
+def polynomial_decay(init, end, power, transition_steps, *, transition_begin=0, per="step"):
+    r"""Polynomial transition from `init` to `end`: optax's ``polynomial_schedule``.
+
+    .. math::
+        \text{lr}(c) = (\text{init} - \text{end})\left(1 - \frac{k}{T}\right)^{\text{power}}
+        + \text{end},\qquad k = \min(\max(c - B, 0), T)
+
+    where ``T = transition_steps`` and ``B = transition_begin``: the value is `init` up to count
+    ``B``, reaches `end` at count ``B + T`` and stays there.  ``transition_steps=0`` gives the
+    constant `init` (as optax does for ``transition_steps <= 0``).
+
+    Args:
+      init: the value up to count `transition_begin`, a finite number >= 0.
+      end: the value from count ``transition_begin + transition_steps`` on, a finite number >= 0
+        (it may be above `init`: the schedule then grows).
+      power: the exponent of the transition, a finite number >= 0 (1 is linear; 0 holds `init`).
+      transition_steps: an integer >= 0, the counts the transition takes.
+      transition_begin: an integer >= 0, the count at which the transition starts (default 0).
+      per: ``"step"`` (default) or ``"epoch"``: what the count counts.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> sched = polynomial_decay(1.0, 0.0, power=2, transition_steps=10)
+      >>> [sched(c) for c in (0, 5, 10, 20)]
+      [1.0, 0.25, 0.0, 0.0]
+
+    References:
+      optax: ``polynomial_schedule(init_value=init, end_value=end, power, transition_steps,
+      transition_begin)``, which also accepts a negative `transition_steps` (constant) or
+      `transition_begin` (read as 0); fastopt refuses both (ValueError).
+      PyTorch: ``PolynomialLR(opt, total_iters=transition_steps, power)`` when ``end = 0`` and
+      ``transition_begin = 0``.
+    """
+    return PolynomialDecay(init, end, power, transition_steps, transition_begin=transition_begin,
+                           per=per)
+
+
+def linear_schedule(init, end, transition_steps, *, transition_begin=0, per="step"):
+    r"""Linear transition from `init` to `end`: optax's ``linear_schedule``.
+
+    .. math::
+        \text{lr}(c) = (\text{init} - \text{end})\left(1 - \frac{k}{T}\right) + \text{end},
+        \qquad k = \min(\max(c - B, 0), T)
+
+    :func:`polynomial_decay` with ``power=1`` (optax's definition).  The value is `init` up to
+    count ``B = transition_begin`` and `end` from count ``B + T`` on; ``transition_steps=0`` gives
+    the constant `init`.  With ``init < end`` it is a linear warm-up.
+
+    Args:
+      init: the value up to count `transition_begin`, a finite number >= 0.
+      end: the value from count ``transition_begin + transition_steps`` on, a finite number >= 0.
+      transition_steps: an integer >= 0, the counts the transition takes.
+      transition_begin: an integer >= 0, the count at which the transition starts (default 0).
+      per: ``"step"`` (default) or ``"epoch"``: what the count counts.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> warmup = linear_schedule(0.0, 0.1, transition_steps=4)
+      >>> [round(warmup(c), 12) for c in range(6)]
+      [0.0, 0.025, 0.05, 0.075, 0.1, 0.1]
+      >>> late = linear_schedule(1.0, 0.5, 2, transition_begin=3)
+      >>> [late(c) for c in range(7)]
+      [1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.5]
+
+    References:
+      optax: ``linear_schedule(init_value=init, end_value=end, transition_steps,
+      transition_begin)`` (negative steps refused here, as for :func:`polynomial_decay`).
+      PyTorch: ``LinearLR(opt, start_factor, end_factor, total_iters)`` for the same shape as
+      factors of the optimizer's lr.
+    """
+    return LinearSchedule(init, end, transition_steps, transition_begin=transition_begin,
+                          per=per)
+
+
+def cosine_decay(lr0, decay_steps, *, alpha=0.0, exponent=1.0, per="step"):
+    r"""Cosine decay (SGDR without restarts): optax's ``cosine_decay_schedule``.
+
+    .. math::
+        \text{lr}(c) = \text{lr}_0\left[(1 - \alpha)\left(\tfrac{1}{2}\left(1 +
+        \cos\frac{\pi \min(c, T)}{T}\right)\right)^{\text{exponent}} + \alpha\right]
+
+    with ``T = decay_steps``: `lr0` at count 0, ``alpha * lr0`` from count ``T`` on.
+
+    Args:
+      lr0: the initial learning rate, a finite number >= 0.
+      decay_steps: an integer >= 1, the counts the decay takes (optax also refuses 0).
+      alpha: the final value as a fraction of `lr0`, a finite number >= 0 (default 0.0).
+      exponent: the power of the cosine factor, a finite number >= 0 (default 1.0).
+      per: ``"step"`` (default) or ``"epoch"``: what the count counts.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> sched = cosine_decay(1.0, 10)
+      >>> [sched(c) for c in (0, 5, 10, 11)]
+      [1.0, 0.5, 0.0, 0.0]
+      >>> cosine_decay(1.0, 10, alpha=0.1)(10)
+      0.1
+
+    References:
+      optax: ``cosine_decay_schedule(init_value=lr0, decay_steps, alpha, exponent)``.
+      PyTorch: ``CosineAnnealingLR(opt, T_max=decay_steps, eta_min=alpha * lr0)`` up to count
+      ``T`` (PyTorch's keeps following the cosine after it; this one stays at ``alpha * lr0``).
+      Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", 2017.
+    """
+    return CosineDecay(lr0, decay_steps, alpha=alpha, exponent=exponent, per=per)
+
+
+def warmup_cosine_decay(init, peak, warmup_steps, decay_steps, *, end=0.0, exponent=1.0,
+                        per="step"):
+    r"""Linear warm-up then cosine decay: optax's ``warmup_cosine_decay_schedule``.
+
+    .. math::
+        \text{lr}(c) = \begin{cases}
+          \text{init} + (\text{peak} - \text{init})\,c / W & c < W \\
+          \text{peak}\left[(1 - \alpha)\left(\tfrac{1}{2}\left(1 + \cos\frac{\pi\min(c - W,
+          D - W)}{D - W}\right)\right)^{\text{exponent}} + \alpha\right] & c \ge W
+        \end{cases}
+
+    with ``W = warmup_steps``, ``D = decay_steps`` and ``alpha = end / peak`` (0 when ``peak``
+    is 0, as in optax: the schedule is then 0 from count ``W`` on, whatever `end`).  That is
+    ``join_schedules([linear_schedule(init, peak, W), cosine_decay(peak, D - W, alpha=alpha,
+    exponent=exponent)], [W])``.  **`decay_steps` counts the warm-up too**: the value is `peak`
+    at count ``W`` and `end` from count ``D`` on (up to rounding: ``peak * (end / peak)``).
+
+    Args:
+      init: the value at count 0, a finite number >= 0.
+      peak: the value at count `warmup_steps`, a finite number >= 0.
+      warmup_steps: an integer >= 0, the counts of the linear warm-up (0: no warm-up).
+      decay_steps: an integer > `warmup_steps`, the total length: warm-up plus decay (optax
+        raises too when ``decay_steps - warmup_steps <= 0``).
+      end: the final value, a finite number >= 0 (default 0.0).
+      exponent: the power of the cosine factor, a finite number >= 0 (default 1.0).
+      per: ``"step"`` (default) or ``"epoch"``: what the count counts.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> sched = warmup_cosine_decay(0.0, 1.0, warmup_steps=2, decay_steps=6)
+      >>> [round(sched(c), 12) for c in range(8)]
+      [0.0, 0.5, 1.0, 0.853553390593, 0.5, 0.146446609407, 0.0, 0.0]
+
+    References:
+      optax: ``warmup_cosine_decay_schedule(init_value=init, peak_value=peak, warmup_steps,
+      decay_steps, end_value=end, exponent)``.
+    """
+    return WarmupCosineDecay(init, peak, warmup_steps, decay_steps, end=end, exponent=exponent,
+                             per=per)
+
+
+def one_cycle(max_lr, total_steps, *, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+              three_phase=False, per="step"):
+    r"""The 1cycle policy: PyTorch's ``OneCycleLR`` with ``anneal_strategy='cos'``.
+
+    The rate rises from ``initial = max_lr / div_factor`` to `max_lr` and falls to
+    ``min_lr = initial / final_div_factor``, each phase a cosine half-wave
+
+    .. math::
+        \text{anneal}(a, b, p) = b + \frac{a - b}{2}\left(1 + \cos \pi p\right),\qquad
+        p = \frac{c - s}{e - s}
+
+    where ``[s, e]`` is the phase holding count ``c``.  Two phases: ``initial -> max_lr`` ending
+    at count ``pct_start * total_steps - 1``, then ``max_lr -> min_lr`` ending at count
+    ``total_steps - 1``.  With ``three_phase=True``: ``initial -> max_lr -> initial`` (the second
+    ending at ``2 * pct_start * total_steps - 2``), then ``initial -> min_lr``.
+
+    The value equals the lr that torch's scheduler holds after ``count`` calls of ``step()``, for
+    every count from 0 (``initial``, up to rounding) to `total_steps` (the count at which
+    torch's last phase has run past its end: ``p > 1``, so the rate has turned back up from
+    ``min_lr``).  Torch raises after that; **from count** ``total_steps + 1`` **on, this schedule
+    stays at** ``min_lr``.  A fastopt optimizer (``per="step"``) evaluates counts 1, 2, ...: its
+    first update is one count past ``initial`` and its update number `total_steps` takes torch's
+    value at that count.  A `pct_start` that gives a phase zero length where a count falls in it
+    (``pct_start * total_steps == 1``, or ``pct_start == 1``), for which torch divides by zero,
+    is a ValueError here.
+
+    Args:
+      max_lr: the peak learning rate, a finite number >= 0.
+      total_steps: an integer >= 1, the length of the cycle.
+      pct_start: the fraction of the cycle spent rising, a number in [0, 1] (default 0.3).
+      div_factor: ``initial = max_lr / div_factor``, a finite number > 0 (default 25).
+      final_div_factor: ``min_lr = initial / final_div_factor``, a finite number > 0 (1e4).
+      three_phase: bool, the three-phase variant (default False).
+      per: ``"step"`` (default) or ``"epoch"``: what the count counts.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> sched = one_cycle(1.0, 10)
+      >>> [round(sched(c), 4) for c in range(9)]
+      [0.04, 0.52, 1.0, 0.9505, 0.8117, 0.6113, 0.3887, 0.1883, 0.0495]
+      >>> sched(9), round(sched(10), 4), sched(11), sched(10**6)
+      (4e-06, 0.0495, 4e-06, 4e-06)
+
+    References:
+      PyTorch: ``torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps, pct_start,
+      anneal_strategy='cos', div_factor, final_div_factor, three_phase)`` (the lr only; fastopt
+      does not cycle the momentum).  optax's ``cosine_onecycle_schedule`` is a different
+      discretisation.  Smith & Topin, "Super-Convergence", 2017.
+    """
+    return OneCycle(max_lr, total_steps, pct_start=pct_start, div_factor=div_factor,
+                    final_div_factor=final_div_factor, three_phase=three_phase, per=per)
+
+
+def join_schedules(schedules, boundaries, *, per=None):
+    r"""Run schedules one after the other: optax's ``join_schedules``.
+
+    .. math::
+        \text{lr}(c) = \begin{cases}
+          s_0(c) & c < b_0 \\
+          s_{i+1}(c - b_i) & b_i \le c\ (< b_{i+1})
+        \end{cases}
+
+    Each schedule after the first counts from its own boundary (``schedules[i + 1]`` sees count 0
+    at ``boundaries[i]``).  Equal boundaries are allowed: the schedule between them is skipped.
+
+    Args:
+      schedules: ``len(boundaries) + 1`` schedules: :class:`Schedule` objects or callables
+        ``count -> lr`` (a sequence).
+      boundaries: non-decreasing integers >= 0 (a list, tuple or 1-D integer array).
+      per: ``"step"``, ``"epoch"`` or None (the default).  None takes the ``per`` of the
+        schedules that have one, and is an error (ValueError) when they disagree; ``"step"`` when
+        none has one.  A `per` that contradicts a schedule's own is an error too.
+
+    Returns:
+      A :class:`Schedule`: ``sched(count)`` is the learning rate (a float) at that integer count.
+
+    Examples:
+      >>> sched = join_schedules([linear_schedule(0.0, 1.0, 2), cosine_decay(1.0, 4)], [2])
+      >>> [round(sched(c), 6) for c in range(8)]
+      [0.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 0.0, 0.0]
+      >>> sched.per
+      'step'
+
+    References:
+      optax: ``join_schedules(schedules, boundaries)``.  PyTorch: ``SequentialLR(opt,
+      schedulers, milestones)``.
+    """
+    return JoinSchedules(schedules, boundaries, per=per)
 
 
 def as_schedule(lr_or_callable, per=None):
