@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from conftest import require_torch
 from fastopt import schedules
 from fastopt.schedules import (
     Schedule,
@@ -1071,7 +1072,7 @@ ONE_CYCLE_LIVE = [
 
 @pytest.mark.parametrize("max_lr, total, kwargs", ONE_CYCLE_LIVE)
 def test_one_cycle_matches_live_torch(max_lr, total, kwargs):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     import warnings
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
@@ -1093,7 +1094,7 @@ def test_one_cycle_matches_live_torch(max_lr, total, kwargs):
 
 
 def test_one_cycle_table_is_torch_when_torch_is_there():
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     import warnings
     for name, ((max_lr, total, kwargs), expected) in TORCH_ONE_CYCLE.items():
         param = torch.nn.Parameter(torch.zeros(1))
@@ -1118,7 +1119,7 @@ def test_one_cycle_refuses_what_torch_divides_by_zero(pct_start, total, three_ph
     with pytest.raises(ValueError, match=rf"pct_start = {pct_start} with total_steps = {total} "
                                          rf"gives phase \d of the cycle zero length .*count {at}"):
         one_cycle(1.0, total, pct_start=pct_start, three_phase=three_phase)
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     import warnings
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
@@ -1449,18 +1450,19 @@ def test_adam_with_warmup_cosine_decay_steps_with_the_right_lr():
     m = {k: np.zeros_like(a) for k, a in params.items()}
     v = {k: np.zeros_like(a) for k, a in params.items()}
     opt = fastopt.Adam(params, lr=sched)
-    # per="step": update t (from 1) uses sched(t); the rates by hand, from optax's formula
-    expected = {1: 1e-2 / 3, 2: 2e-2 / 3, 3: 1e-2, 10: 1e-4, 11: 1e-4, 12: 1e-4}
+    # per="step": update t (from 1) uses sched(t - 1), the count of updates already applied
+    # (optax's and torch's); the rates by hand, from optax's formula
+    expected = {0: 0.0, 1: 1e-2 / 3, 2: 2e-2 / 3, 3: 1e-2, 10: 1e-4, 11: 1e-4, 12: 1e-4}
     cos7 = [0.5 * (1 + math.cos(math.pi * k / 7)) for k in range(8)]
-    for t in range(4, 11):
-        expected[t] = 1e-2 * ((1 - 1e-2) * cos7[t - 3] + 1e-2)
-    for t in range(1, 13):
-        assert opt.lr == pytest.approx(expected[t], rel=1e-13), t
-        assert opt.lr == sched(t)
+    for c in range(4, 11):
+        expected[c] = 1e-2 * ((1 - 1e-2) * cos7[c - 3] + 1e-2)
+    for t in range(1, 14):
+        assert opt.lr == pytest.approx(expected[t - 1], rel=1e-13, abs=1e-300), t
+        assert opt.lr == sched(t - 1)
         grads = {"d" + k: rng.standard_normal(a.shape) for k, a in params.items()}
         opt.step(grads)
         for k in ref:
-            fastopt.adam_step(ref[k], grads["d" + k], m[k], v[k], step=t, lr=sched(t))
+            fastopt.adam_step(ref[k], grads["d" + k], m[k], v[k], step=t, lr=sched(t - 1))
             np.testing.assert_array_equal(params[k], ref[k])
     opt.end_epoch()                                       # epochs do not move a step schedule
     assert opt.lr == sched(13) == pytest.approx(1e-4, rel=1e-15)
@@ -1474,10 +1476,10 @@ def test_sgd_with_one_cycle_and_join_per_step():
         ref = [params[0].copy()]
         opt = fastopt.SGD(params, lr=sched)
         for t in range(1, 12):                        # runs past the end of both schedules
-            assert opt.lr == sched(t)
+            assert opt.lr == sched(t - 1)
             g = rng.standard_normal(6)
             opt.step([g])
-            fastopt.sgd_step(ref[0], g, lr=sched(t))
+            fastopt.sgd_step(ref[0], g, lr=sched(t - 1))
             np.testing.assert_array_equal(params[0], ref[0])
 
 
@@ -1501,4 +1503,20 @@ def test_new_schedules_checkpoint_round_trip(tmp_path):
     fastopt.save_state(tmp_path / "ckpt.npz", opt)
     other = fastopt.Adam({"w": params["w"].copy()}, lr=pickle.loads(pickle.dumps(sched)))
     fastopt.load_state(tmp_path / "ckpt.npz", other)
-    assert other.lr == opt.lr == sched(4)
+    assert other.lr == opt.lr == sched(3)
+
+
+def test_step_schedules_run_in_step_with_a_torch_loop():
+    # torch: optimizer.step() then scheduler.step(); the first update runs at the scheduler's
+    # count 0.  A fastopt optimizer with one_cycle applies the same rate at every update.
+    torch = require_torch()
+    w = torch.nn.Parameter(torch.zeros(1))
+    topt = torch.optim.SGD([w], lr=0.5)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.5, total_steps=12)
+    opt = fastopt.SGD([np.zeros(1)], lr=one_cycle(0.5, 12))
+    for t in range(12):
+        assert opt.lr == pytest.approx(topt.param_groups[0]["lr"], rel=1e-15), t
+        w.grad = torch.ones(1)
+        topt.step()
+        tsched.step()
+        opt.step([np.ones(1)])

@@ -133,10 +133,11 @@ class Optimizer:
     # -- public API -----------------------------------------------------------------------------
     @property
     def lr(self):
-        """The learning rate the next step will use (a schedule is evaluated at ``epoch``, or at
-        the number of the next step when it counts steps)."""
+        """The learning rate the next step will use: a schedule is evaluated at ``epoch``, or,
+        when it counts steps, at ``step_count`` (the updates already applied: 0 for the first
+        update, as optax and torch's lr schedulers count)."""
         s = self._schedule
-        return float(s(self.epoch if s.per == "epoch" else self.step_count + 1))
+        return float(s(self.epoch if s.per == "epoch" else self.step_count))
 
     @property
     def params(self):

@@ -10,11 +10,11 @@ What ``count`` counts is the schedule's ``per`` attribute:
     The optimizer evaluates ``sched(opt.epoch)``.  Epochs count from 0: during the first epoch the
     count is 0, so every decay schedule starts at its initial rate.
 ``per="step"``
-    The optimizer evaluates ``sched(t)`` where ``t`` is the number of the update being taken,
-    counting from 1 (the same ``step`` the kernels take).  Count 0 is accepted too, so a schedule
-    can be tabulated from 0, optax style.  The optax and PyTorch schedules below default to it.
-    Note that optax and PyTorch training loops use count 0 for the first update; a fastopt
-    optimizer uses count 1, so it runs the same schedule one count ahead.
+    The optimizer evaluates ``sched(opt.step_count)``, the number of updates already applied:
+    the first update uses count 0, as optax's ``count`` and PyTorch's ``LRScheduler`` do, so a
+    schedule starts at its initial rate and runs in step with an optax or PyTorch loop.  (The
+    kernels' ``step`` is that count plus one.)  The optax and PyTorch schedules below default
+    to it.
 
 A count must be an integer in [0, 2**53] (Python or NumPy integer; ``bool`` and floats are
 refused, with TypeError; a count out of range is a ValueError).  All
