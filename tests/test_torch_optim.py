@@ -328,3 +328,27 @@ def test_nadam_groups_by_step_and_mu_product():
     for r, p in zip(ref, got):
         assert float(go.state[p]["step"]) == float(ro.state[r]["step"])
         assert abs(float(go.state[p]["mu_product"]) - float(ro.state[r]["mu_product"])) < 1e-7
+
+
+def test_load_state_dict_into_a_stepped_optimizer_and_pickle():
+    """Cached views of replaced state tensors are dropped: loading a state into an optimizer that
+    has stepped (and a pickled copy) continues from the loaded state."""
+    import pickle
+    torch, ft = _modules()
+    params, targets = _pair(torch)
+    src = torch.optim.AdamW(params, lr=0.01)
+    _train(torch, src, params, targets, 7)
+    snap = [p.detach().clone() for p in params]
+    a = [s.clone().requires_grad_() for s in snap]
+    oa = ft.AdamW(a, lr=0.01)
+    _train(torch, oa, a, targets, 3)
+    with torch.no_grad():
+        for p, s in zip(a, snap):
+            p.copy_(s)
+    oa.load_state_dict(copy.deepcopy(src.state_dict()))
+    _train(torch, oa, a, targets, 10)
+    _train(torch, src, params, targets, 10)
+    for x, y in zip(a, params):
+        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), rtol=1e-6, atol=1e-7)
+    ob = pickle.loads(pickle.dumps(oa))
+    assert isinstance(ob, ft.AdamW) and ob._cache == {}

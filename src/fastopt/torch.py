@@ -127,11 +127,13 @@ class _FastOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, defaults):
         _check_flags(type(self).__name__, defaults)
+        self._cache = {}
         super().__init__(params, defaults)
         for g in self.param_groups:
             self._hyper(g)       # torch checks hyperparameters at construction
 
     def __setstate__(self, state):
+        self._cache = {}
         super().__setstate__(state)
         for g in self.param_groups:
             for k, v in self.defaults.items():
@@ -161,19 +163,44 @@ class _FastOptimizer(torch.optim.Optimizer):
     def _call(self, params, grads, states, hyper, step, key):
         raise NotImplementedError
 
-    def _batch_key(self, state):
-        return int(state["step"].item()) + 1
+    _SCALARS = ("step",)      # scalar state tensors, updated after the kernel call (_after)
 
     def _prepare(self, p, group, state):
-        """Create a parameter's state on its first step (as torch does); the batch key."""
+        """Create a parameter's state on its first step (as torch does)."""
         if len(state) == 0:
             state.update(self._new_state(p, group))
-        return self._batch_key(state)
 
-    def _after(self, states, hyper, step, key):
+    def _batch_key(self, scalars, prep):
+        """What parameters batched into one kernel call share (the step count)."""
+        return int(scalars["step"]) + 1
+
+    def _after(self, scalars, hyper, step, key):
         """Scalar state after the update (torch's step count, NAdam's mu_product)."""
-        for st in states:
-            st["step"] += 1
+        for s in scalars:
+            s["step"][...] = step
+
+    def _views(self, p, state, slots, gi, pi):
+        """NumPy views of `p`, its state tensors and scalar state, cached while the tensors
+        (identity, storage, shape) are the ones checked."""
+        tensors = tuple(state.get(n) for n in slots.values())
+        scal = tuple(state.get(n) for n in self._SCALARS)
+        key = (p.data_ptr(), p.shape)
+        c = self._cache.get(p)
+        if (c is not None and c[0] == key and len(c[1]) == len(tensors)
+                and all(a is b and a.data_ptr() == d for a, b, d in zip(c[1], tensors, c[2]))
+                and all(a is b for a, b in zip(c[3], scal))):
+            return c[4], c[5], c[6]
+        views = {kw: _checked_state(p, state.get(n), n, gi, pi) for kw, n in slots.items()}
+        sviews = {}
+        for n, t in zip(self._SCALARS, scal):
+            if (not torch.is_tensor(t) or t.device.type != "cpu" or t.numel() != 1
+                    or t.dtype not in (torch.float32, torch.float64)):
+                raise ValueError(f'state[{_where(gi, pi)}]["{n}"] must be a one-element float32 '
+                                 f"or float64 CPU tensor, got {t!r}")
+            sviews[n] = t.detach().numpy()
+        out = (_view(p), views, sviews)
+        self._cache[p] = (key, tensors, tuple(t.data_ptr() for t in tensors), scal) + out
+        return out
 
     # -- the step ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -202,14 +229,14 @@ class _FastOptimizer(torch.optim.Optimizer):
             batches = {}
             for pi, p, g in found:
                 state = self.state[p]
-                key = self._prepare(p, group, state)
+                prep = self._prepare(p, group, state)
                 slots = self._slots(group, state)
-                views = {kw: _checked_state(p, state.get(sname), sname, gi, pi)
-                         for kw, sname in slots.items()}
+                pview, views, sviews = self._views(p, state, slots, gi, pi)
+                key = self._batch_key(sviews, prep)
                 b = batches.setdefault(key, ([], [], [], {kw: [] for kw in slots}, []))
-                b[0].append(_view(p))
+                b[0].append(pview)
                 b[1].append(g)
-                b[2].append(state)
+                b[2].append(sviews)
                 for kw, v in views.items():
                     b[3][kw].append(v)
                 b[4].append(p)
@@ -338,7 +365,12 @@ class SGD(_FastOptimizer):
             h["dampening"] = 0.0
         _k.momentum_step_multi(params, grads, slots["velocities"], **h)
 
-    def _after(self, states, hyper, step, key):
+    _SCALARS = ()
+
+    def _batch_key(self, scalars, prep):
+        return prep
+
+    def _after(self, scalars, hyper, step, key):
         pass
 
 
@@ -520,18 +552,20 @@ class NAdam(_FastOptimizer):
     def _slots(self, group, state):
         return {"ms": "exp_avg", "vs": "exp_avg_sq"}
 
-    def _batch_key(self, state):
-        return int(state["step"].item()) + 1, float(state["mu_product"].item())
+    _SCALARS = ("step", "mu_product")
+
+    def _batch_key(self, scalars, prep):
+        return int(scalars["step"]) + 1, float(scalars["mu_product"])
 
     def _call(self, params, grads, slots, h, step, key):
         _k.nadam_step_multi(params, grads, slots["ms"], slots["vs"], step=step,
                             mu_product=key[1], **h)
 
-    def _after(self, states, h, step, key):
+    def _after(self, scalars, h, step, key):
         mu = h["beta1"] * (1.0 - 0.5 * 0.96 ** (step * h["momentum_decay"]))
-        for st in states:
-            st["step"] += 1
-            st["mu_product"] *= mu
+        for s in scalars:
+            s["step"][...] = step
+            s["mu_product"][...] = s["mu_product"] * mu
 
 
 class RAdam(_FastOptimizer):
