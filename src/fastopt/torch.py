@@ -255,8 +255,21 @@ def _where(gi, pi):
     return f'param_groups[{gi}]["params"][{pi}]'
 
 
+_STRIDED = torch.strided
+_PLAIN = (torch.float32, torch.float64)
+
+
 def _checked(p, g, gi, pi):
     """The gradient of parameter `p` as a NumPy view, after checking both tensors."""
+    dt = p.dtype
+    if (g.dtype is dt and dt in _PLAIN and g.layout is _STRIDED and p.layout is _STRIDED
+            and g.shape == p.shape and p.device.type == "cpu" and g.device.type == "cpu"
+            and not g.requires_grad and p.is_contiguous() and g.is_contiguous()):
+        return g.numpy()        # the common case (the full checks below name what is wrong)
+    return _checked_slow(p, g, gi, pi)
+
+
+def _checked_slow(p, g, gi, pi):
     w = _where(gi, pi)
     if p.device.type != "cpu":
         raise ValueError(f"{w} is on {p.device}: fastopt.torch steps CPU tensors only")
