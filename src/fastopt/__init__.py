@@ -12,6 +12,7 @@ The public API, flat::
     fastopt.warmup_cosine_decay / one_cycle / join_schedules / ... (optax and PyTorch ones too)
     fastopt.clip_grad_norm / all_finite / EMA                      clipping, checks, weight averaging
     fastopt.save_state / load_state                                 optimizer checkpoints (.npz)
+    fastopt.torch.AdamW / Adam / SGD / ...  (import fastopt.torch)   torch.optim-compatible classes
 
 See README.md for the formulas and the conventions each keyword selects.
 """

@@ -1,0 +1,354 @@
+"""fastopt.torch: torch.optim-compatible classes on fastopt's kernels, against torch.optim itself
+(parameter by parameter, element-wise), plus state dicts, schedulers, closures, errors, zero copy,
+bfloat16 and autograd version counters."""
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import require_torch
+
+NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
+
+
+def _modules():
+    torch = require_torch()
+    import fastopt.torch as ft
+    return torch, ft
+
+
+# (class, options of both groups, group-1 overrides): two groups of different lr/weight_decay/betas
+CASES = [
+    ("SGD", dict(lr=0.05), dict(lr=0.02, weight_decay=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2), dict(lr=0.02, weight_decay=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True, maximize=False), dict(weight_decay=0.05)),
+    ("Adam", dict(lr=0.01), dict(lr=0.03, weight_decay=0.1, betas=(0.8, 0.95))),
+    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.05), dict(lr=0.02, betas=(0.7, 0.9))),
+    ("Adam", dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.1), dict(lr=0.02)),
+    ("AdamW", dict(lr=0.01), dict(lr=0.03, weight_decay=0.2, betas=(0.8, 0.95))),
+    ("AdamW", dict(lr=0.01, amsgrad=True, maximize=False), dict(weight_decay=0.0)),
+    ("RMSprop", dict(lr=0.01), dict(lr=0.003, weight_decay=0.1, alpha=0.9)),
+    ("RMSprop", dict(lr=0.01, centered=True, momentum=0.9), dict(lr=0.003, weight_decay=0.1)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1),
+     dict(lr=0.02, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.01), dict(lr=0.03, weight_decay=0.1, betas=(0.8, 0.95))),
+    ("NAdam", dict(lr=0.01), dict(lr=0.03, weight_decay=0.1, betas=(0.8, 0.95))),
+    ("NAdam", dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.1,
+                   momentum_decay=0.01), dict(lr=0.02)),
+    ("RAdam", dict(lr=0.01), dict(lr=0.03, weight_decay=0.1, betas=(0.8, 0.95))),
+    ("RAdam", dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.1), dict(lr=0.02)),
+    ("Adadelta", dict(lr=1.0), dict(lr=0.5, weight_decay=0.1, rho=0.8)),
+]
+
+
+@pytest.fixture(params=["float32", "float64"])
+def default_dtype(request):
+    torch = require_torch()
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, request.param))
+    try:
+        yield getattr(torch, request.param)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _loss(torch, p, t):
+    return ((p - t) ** 2).sum() + 0.1 * torch.sin(3 * p).sum()
+
+
+def _run(torch, cls, opts, opts1, steps, dtype, seed=0):
+    """Train four tensors: two in group 0, one in group 1, one added with add_param_group at step
+    10; the second tensor's grad is None on every third step."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(5, 7), (33,), (4, 3, 2), (17,)]
+    params = [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in shapes]
+    targets = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+    opt = cls([{"params": params[:2]}, {"params": [params[2]], **opts1}], **opts)
+    for t in range(steps):
+        if t == 10:
+            opt.add_param_group({"params": [params[3]], "lr": opts.get("lr", 1e-3) * 0.5})
+        opt.zero_grad()
+        live = params if t >= 10 else params[:3]
+        sum(_loss(torch, p, q) for p, q in zip(live, targets)).backward()
+        if t % 3 == 0:
+            params[1].grad = None
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name,opts,opts1", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_parity_with_torch_optim(name, opts, opts1, default_dtype):
+    torch, ft = _modules()
+    ref, ref_opt = _run(torch, getattr(torch.optim, name), opts, opts1, 40, default_dtype)
+    got, got_opt = _run(torch, getattr(ft, name), opts, opts1, 40, default_dtype)
+    tol = dict(rtol=1e-5, atol=1e-6) if default_dtype == torch.float32 else dict(rtol=1e-11,
+                                                                                  atol=1e-12)
+    for i, (r, p) in enumerate(zip(ref, got)):
+        np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), **tol,
+                                   err_msg=f"{name} param {i}")
+    # the same state keys, layout and values as torch.optim
+    for r, p in zip(ref, got):
+        rs, ps = ref_opt.state[r], got_opt.state[p]
+        assert set(rs) == set(ps), (name, sorted(rs), sorted(ps))
+        for k in rs:
+            assert torch.is_tensor(ps[k]) and ps[k].dtype == rs[k].dtype, (name, k)
+            np.testing.assert_allclose(ps[k].numpy(), rs[k].numpy(), rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{name} state {k}")
+
+
+def test_import_fastopt_does_not_import_torch():
+    code = "import fastopt, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_classes_subclass_torch_optimizer_with_torch_defaults():
+    torch, ft = _modules()
+    p = [torch.zeros(3, requires_grad=True)]
+    for name in NAMES:
+        ours, theirs = getattr(ft, name)(p, lr=0.1), getattr(torch.optim, name)(p, lr=0.1)
+        assert isinstance(ours, torch.optim.Optimizer)
+        assert ours.defaults == theirs.defaults, name
+
+
+@pytest.mark.parametrize("flag", ["foreach", "fused", "capturable", "differentiable"])
+def test_torch_only_flags_true_raise(flag):
+    torch, ft = _modules()
+    p = [torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match=flag):
+        ft.AdamW(p, **{flag: True})
+    ft.AdamW(p, **{flag: None if flag in ("foreach", "fused") else False})
+
+
+def _train(torch, opt, params, targets, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        sum(_loss(torch, p, q) for p, q in zip(params, targets)).backward()
+        opt.step()
+
+
+def _pair(torch, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.randn(s, generator=g).requires_grad_() for s in [(8, 3), (11,)]]
+    targets = [torch.randn(s, generator=g) for s in [(8, 3), (11,)]]
+    return params, targets
+
+
+@pytest.mark.parametrize("direction", ["torch_to_fastopt", "fastopt_to_torch"])
+def test_state_dict_round_trip_continues_the_trajectory(direction):
+    torch, ft = _modules()
+    first, second = ((torch.optim.AdamW, ft.AdamW) if direction == "torch_to_fastopt"
+                     else (ft.AdamW, torch.optim.AdamW))
+    kw = dict(lr=0.01, weight_decay=0.05, amsgrad=True)
+    params, targets = _pair(torch)
+    opt = first(params, **kw)
+    _train(torch, opt, params, targets, 20)
+    sd = copy.deepcopy(opt.state_dict())
+    snap = [p.detach().clone() for p in params]
+    # continue with the same class, and with the other class from the saved state
+    same = [s.clone().requires_grad_() for s in snap]
+    o_same = first(same, **kw)
+    o_same.load_state_dict(copy.deepcopy(sd))
+    other = [s.clone().requires_grad_() for s in snap]
+    o_other = second(other, **kw)
+    o_other.load_state_dict(copy.deepcopy(sd))
+    _train(torch, o_same, same, targets, 50)
+    _train(torch, o_other, other, targets, 50)
+    for a, b in zip(same, other):
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)
+    assert float(o_other.state[other[0]]["step"]) == 70
+
+
+@pytest.mark.parametrize("sched", ["StepLR", "OneCycleLR"])
+def test_lr_schedulers_drive_adamw_like_torch(sched):
+    torch, ft = _modules()
+    runs = []
+    for cls in (torch.optim.AdamW, ft.AdamW):
+        params, targets = _pair(torch)
+        opt = cls(params, lr=0.02, weight_decay=0.1)
+        if sched == "StepLR":
+            s = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+        else:
+            s = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=30)
+        for _ in range(30):
+            _train(torch, opt, params, targets, 1)
+            s.step()
+        runs.append(params)
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_closure_returns_loss_and_runs_with_grad():
+    torch, ft = _modules()
+    params, targets = _pair(torch)
+    opt = ft.Adam(params, lr=0.01)
+
+    def closure():
+        assert torch.is_grad_enabled()
+        opt.zero_grad()
+        loss = sum(_loss(torch, p, q) for p, q in zip(params, targets))
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        loss = opt.step(closure)
+    assert torch.is_tensor(loss) and loss.ndim == 0
+    assert float(opt.state[params[0]]["step"]) == 1
+
+
+def _errors(torch):
+    """(description, setup(params) -> None): each makes the next step raise."""
+    def non_contiguous_grad(ps):
+        ps[0].grad = torch.ones(3, 8).t()
+
+    def sparse_grad(ps):
+        ps[1].grad = torch.ones(11).to_sparse()
+
+    def grad_requires_grad(ps):
+        ps[1].grad = torch.ones(11, requires_grad=True)
+
+    def state_wrong_shape(ps):
+        ps.opt.state[ps[1]]["exp_avg_sq"] = torch.zeros(12)
+
+    def bad_betas(ps):
+        ps.opt.param_groups[0]["betas"] = (0.9, 1.5)
+
+    def bad_lr(ps):
+        ps.opt.param_groups[0]["lr"] = -1.0
+
+    return [("non-contiguous|contiguous", non_contiguous_grad), ("sparse", sparse_grad),
+            ("requires grad", grad_requires_grad), ("shape", state_wrong_shape),
+            ("beta", bad_betas), ("learning rate", bad_lr)]
+
+
+class _Params(list):
+    opt = None
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_error_paths_raise_and_change_nothing(case):
+    torch, ft = _modules()
+    match, setup = _errors(torch)[case]
+    params, targets = _pair(torch)
+    ps = _Params(params)
+    opt = ft.Adam(params, lr=0.01)
+    ps.opt = opt
+    _train(torch, opt, params, targets, 2)
+    opt.zero_grad()
+    sum(_loss(torch, p, q) for p, q in zip(params, targets)).backward()
+    setup(ps)
+    before = [p.detach().clone() for p in params]
+    state = copy.deepcopy(opt.state_dict()["state"])
+    with pytest.raises((ValueError, TypeError), match=match):
+        opt.step()
+    for a, p in zip(before, params):
+        assert torch.equal(a, p.detach())
+    for k, s in opt.state_dict()["state"].items():
+        for name, v in s.items():
+            assert v.shape != state[k][name].shape or torch.equal(v, state[k][name]), name
+
+
+def test_error_names_the_parameter():
+    torch, ft = _modules()
+    a = torch.zeros(4, requires_grad=True)
+    b = torch.zeros(4, 6)[:, :3].requires_grad_()       # non-contiguous leaf
+    opt = ft.SGD([{"params": [a]}, {"params": [a.new_zeros(2).requires_grad_(), b]}], lr=0.1)
+    for p in [a, b] + opt.param_groups[1]["params"][:1]:
+        p.grad = torch.zeros_like(p)
+    with pytest.raises(ValueError, match=r'param_groups\[1\]\["params"\]\[1\] is not contiguous'):
+        opt.step()
+    assert torch.equal(a, torch.zeros(4))
+
+
+def test_meta_device_param_raises():
+    torch, ft = _modules()
+    p = torch.zeros(4, device="meta", requires_grad=True)
+    p.grad = torch.zeros(4, device="meta")
+    opt = ft.Adam([p])
+    with pytest.raises(ValueError, match="CPU"):
+        opt.step()
+
+
+def test_zero_copy_updates_param_and_state_in_place():
+    torch, ft = _modules()
+    params, targets = _pair(torch)
+    opt = ft.AdamW(params, lr=0.01)
+    _train(torch, opt, params, targets, 1)
+    ptr_p = [p.data_ptr() for p in params]
+    ptr_m = [opt.state[p]["exp_avg"].data_ptr() for p in params]
+    m_before = [opt.state[p]["exp_avg"].clone() for p in params]
+    p_before = [p.detach().clone() for p in params]
+    _train(torch, opt, params, targets, 1)
+    for p, pp, pm, mb, pb in zip(params, ptr_p, ptr_m, m_before, p_before):
+        assert p.data_ptr() == pp and opt.state[p]["exp_avg"].data_ptr() == pm
+        assert not torch.equal(p.detach(), pb) and not torch.equal(opt.state[p]["exp_avg"], mb)
+
+
+def test_bfloat16_params_with_float32_state_match_torch_loosely():
+    torch, ft = _modules()
+    runs = []
+    for cls in (torch.optim.AdamW, ft.AdamW):
+        g = torch.Generator().manual_seed(3)
+        params = [torch.randn(64, generator=g).to(torch.bfloat16).requires_grad_()]
+        targets = [torch.randn(64, generator=g).to(torch.bfloat16)]
+        opt = cls(params, lr=0.01)
+        _train(torch, opt, params, targets, 30)
+        runs.append((params, opt))
+    (ref, _), (got, opt) = runs
+    assert opt.state[got[0]]["exp_avg"].dtype == torch.float32
+    assert got[0].dtype == torch.bfloat16
+    np.testing.assert_allclose(got[0].detach().float().numpy(), ref[0].detach().float().numpy(),
+                               rtol=0.05, atol=0.05)
+
+
+def test_step_increments_the_autograd_version():
+    torch, ft = _modules()
+    for cls in (torch.optim.AdamW, ft.AdamW):
+        p = torch.randn(5, requires_grad=True)
+        opt = cls([p], lr=0.1)
+        v0 = p._version
+        loss = (p * p).sum()          # saves p for backward
+        loss.backward(retain_graph=True)
+        opt.step()
+        assert p._version > v0
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+
+
+def test_nadam_groups_by_step_and_mu_product():
+    """Parameters whose step counts differ (a grad missing on some steps) each keep their own
+    step and mu_product, as torch.optim.NAdam."""
+    torch, ft = _modules()
+    ref, ro = _run(torch, torch.optim.NAdam, dict(lr=0.01), {}, 25, torch.float32)
+    got, go = _run(torch, ft.NAdam, dict(lr=0.01), {}, 25, torch.float32)
+    steps = {float(go.state[p]["step"]) for p in got}
+    assert len(steps) > 1
+    for r, p in zip(ref, got):
+        assert float(go.state[p]["step"]) == float(ro.state[r]["step"])
+        assert abs(float(go.state[p]["mu_product"]) - float(ro.state[r]["mu_product"])) < 1e-7
+
+
+def test_load_state_dict_into_a_stepped_optimizer_and_pickle():
+    """Cached views of replaced state tensors are dropped: loading a state into an optimizer that
+    has stepped (and a pickled copy) continues from the loaded state."""
+    import pickle
+    torch, ft = _modules()
+    params, targets = _pair(torch)
+    src = torch.optim.AdamW(params, lr=0.01)
+    _train(torch, src, params, targets, 7)
+    snap = [p.detach().clone() for p in params]
+    a = [s.clone().requires_grad_() for s in snap]
+    oa = ft.AdamW(a, lr=0.01)
+    _train(torch, oa, a, targets, 3)
+    with torch.no_grad():
+        for p, s in zip(a, snap):
+            p.copy_(s)
+    oa.load_state_dict(copy.deepcopy(src.state_dict()))
+    _train(torch, oa, a, targets, 10)
+    _train(torch, src, params, targets, 10)
+    for x, y in zip(a, params):
+        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), rtol=1e-6, atol=1e-7)
+    ob = pickle.loads(pickle.dumps(oa))
+    assert isinstance(ob, ft.AdamW) and ob._cache == {}
