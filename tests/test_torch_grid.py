@@ -249,3 +249,34 @@ def test_class_defaults_are_torchs(name):
         assert theirs[k] == v, (k, v, theirs[k])
     shared = set(theirs) & (set(opt.hyper) | {"lr"})
     assert shared >= set(ours(TORCH_DEFAULTS[name])), shared
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("name, torch_kw", grid_params())
+def test_fastopt_torch_class_matches_torch(name, torch_kw, dtype):
+    """fastopt.torch's class of the same name, given torch's own keyword arguments, on the same
+    grid: parameters and state (torch's names) every step, two tensors in two param groups."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    rng = np.random.default_rng(5)
+    with torch_default_dtype(torch, dtype):
+        tdt = torch.float64 if dtype == np.float64 else torch.float32
+        init = [torch.tensor(rng.standard_normal(s), dtype=tdt) for s in ((7, 9), (5,))]
+        theirs = [x.clone().requires_grad_(True) for x in init]
+        mine = [x.clone().requires_grad_(True) for x in init]
+        cls = TORCH_CLASS[name]
+        topt = getattr(torch.optim, cls)([{"params": [theirs[0]]}, {"params": [theirs[1]]}],
+                                         foreach=False, **torch_kw)
+        opt = getattr(ft, cls)([{"params": [mine[0]]}, {"params": [mine[1]]}], **torch_kw)
+        for t in range(1, STEPS + 1):
+            for a, b in zip(theirs, mine):
+                g = torch.tensor(rng.standard_normal(tuple(a.shape)), dtype=tdt)
+                a.grad, b.grad = g.clone(), g.clone()
+            topt.step()
+            opt.step()
+            for a, b in zip(theirs, mine):
+                torch_close(b.detach().numpy(), a, dtype, f"param, step {t}")
+                for key, value in topt.state[a].items():
+                    if torch.is_tensor(value) and value.numel() > 1:
+                        torch_close(opt.state[b][key].detach().numpy(), value, dtype,
+                                    f"{key}, step {t}")

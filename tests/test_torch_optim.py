@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+import fastopt
+
 from conftest import require_torch
 
 NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
@@ -352,3 +354,25 @@ def test_load_state_dict_into_a_stepped_optimizer_and_pickle():
         np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), rtol=1e-6, atol=1e-7)
     ob = pickle.loads(pickle.dumps(oa))
     assert isinstance(ob, ft.AdamW) and ob._cache == {}
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_lion_matches_the_numpy_class(wd):
+    """fastopt.torch.Lion (lion-pytorch's signature) equals fastopt.Lion bit for bit."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    rng = np.random.default_rng(3)
+    w0 = rng.standard_normal(33).astype(np.float32)
+    p = torch.tensor(w0.copy(), requires_grad=True)
+    opt = ft.Lion([p], lr=1e-3, betas=(0.8, 0.95), weight_decay=wd)
+    mine = w0.copy()
+    ref = fastopt.Lion([mine], lr=1e-3, beta1=0.8, beta2=0.95, weight_decay=wd)
+    for _ in range(10):
+        g = rng.standard_normal(33).astype(np.float32)
+        p.grad = torch.tensor(g)
+        opt.step()
+        ref.step([g])
+        assert p.detach().numpy().tobytes() == mine.tobytes()
+        assert opt.state[p]["exp_avg"].numpy().tobytes() == ref.state[0]["m"].tobytes()
+    with pytest.raises(ValueError):
+        ft.Lion([p], betas=(1.0, 0.9))

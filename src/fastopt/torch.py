@@ -45,7 +45,8 @@ import torch
 
 from ._dispatch import kernels as _k
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta",
+           "Lion"]
 
 try:
     import ml_dtypes as _ml_dtypes
@@ -633,3 +634,28 @@ class Adadelta(_FastOptimizer):
 
     def _call(self, params, grads, slots, h, step, key):
         _k.adadelta_step_multi(params, grads, slots["sq_avgs"], slots["acc_deltas"], **h)
+
+
+class Lion(_FastOptimizer):
+    """Lion (Chen et al. 2023) on fastopt's ``lion_step_multi``, with lion-pytorch's signature
+    (torch.optim has no Lion): ``c = b1 m + (1 - b1) g``; ``p <- p (1 - lr wd) - lr sign(c)``;
+    ``m <- b2 m + (1 - b2) g``.  Weight decay is decoupled, as in the paper.  State: step,
+    exp_avg."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _hyper(self, g):
+        b1, b2 = _betas(g)
+        return dict(lr=_nonneg(g["lr"], "learning rate"), beta1=b1, beta2=b2,
+                    weight_decay=_wd(g), maximize=bool(g["maximize"]))
+
+    def _new_state(self, p, group):
+        return {"step": _step0(), "exp_avg": _state_like(p)}
+
+    def _slots(self, group, state):
+        return {"ms": "exp_avg"}
+
+    def _call(self, params, grads, slots, h, step, key):
+        _k.lion_step_multi(params, grads, slots["ms"], step=step, **h)
