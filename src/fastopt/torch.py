@@ -1,6 +1,7 @@
 r"""``torch.optim``-compatible optimizers that step CPU tensors with fastopt's kernels.
 
-``fastopt.torch.SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, Adadelta`` subclass
+``fastopt.torch.SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, Adadelta`` (and
+``Lion``, with lion-pytorch's signature; Schedule-Free AdamW is not here yet) subclass
 ``torch.optim.Optimizer`` with torch's constructor signatures, defaults, param-group semantics,
 ``step(closure=None)`` contract and state layout (``state[p]["exp_avg"]``, ``"step"`` as a
 scalar tensor, ...), so a ``state_dict()`` saved by ``torch.optim.AdamW`` loads into
