@@ -376,3 +376,35 @@ def test_lion_matches_the_numpy_class(wd):
         assert opt.state[p]["exp_avg"].numpy().tobytes() == ref.state[0]["m"].tobytes()
     with pytest.raises(ValueError):
         ft.Lion([p], betas=(1.0, 0.9))
+
+
+def test_grad_scaler_cpu_steps_and_skips_like_torch():
+    """torch.amp.GradScaler("cpu") drives fastopt.torch through its unscale_ path: a normal step
+    equals torch.optim's under the same scaler, and a step with an Inf gradient is skipped
+    (nothing changes) and lowers the scale, as with torch.optim."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    rng = np.random.default_rng(11)
+    w0 = torch.tensor(rng.standard_normal((4, 3)), dtype=torch.float32)
+    x = torch.tensor(rng.standard_normal((8, 4)), dtype=torch.float32)
+    runs = {}
+    for name, cls in (("torch", torch.optim.AdamW), ("fastopt", ft.AdamW)):
+        w = w0.clone().requires_grad_(True)
+        opt = cls([w], lr=1e-2)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+        scales = []
+        for t in range(6):
+            opt.zero_grad()
+            loss = (x @ w).pow(2).mean()
+            if t == 3:
+                loss = loss * float("inf")          # an overflowing step: skipped
+            scaler.scale(loss).backward()
+            before = w.detach().clone()
+            scaler.step(opt)
+            scaler.update()
+            scales.append(scaler.get_scale())
+            if t == 3:
+                assert torch.equal(w.detach(), before), name
+        runs[name] = (w.detach().numpy().copy(), scales)
+    np.testing.assert_allclose(runs["fastopt"][0], runs["torch"][0], rtol=1e-6, atol=1e-7)
+    assert runs["fastopt"][1] == runs["torch"][1]
