@@ -408,3 +408,43 @@ def test_grad_scaler_cpu_steps_and_skips_like_torch():
         runs[name] = (w.detach().numpy().copy(), scales)
     np.testing.assert_allclose(runs["fastopt"][0], runs["torch"][0], rtol=1e-6, atol=1e-7)
     assert runs["fastopt"][1] == runs["torch"][1]
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_step_max_norm_equals_clip_grad_norm_then_step(max_norm):
+    """step(max_norm=...) clips over every group in one fused pass: the same as torch's
+    clip_grad_norm_ followed by torch.optim's step, and the gradients are left as they were."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    rng = np.random.default_rng(2)
+    init = [torch.tensor(rng.standard_normal(s), dtype=torch.float32) for s in ((6, 5), (7,))]
+    theirs = [x.clone().requires_grad_(True) for x in init]
+    mine = [x.clone().requires_grad_(True) for x in init]
+    topt = torch.optim.AdamW([{"params": [theirs[0]]}, {"params": [theirs[1]], "lr": 3e-3}])
+    opt = ft.AdamW([{"params": [mine[0]]}, {"params": [mine[1]], "lr": 3e-3}])
+    for _ in range(5):
+        for a, b in zip(theirs, mine):
+            g = torch.tensor(rng.standard_normal(tuple(a.shape)), dtype=torch.float32)
+            a.grad, b.grad = g.clone(), g.clone()
+        kept = [b.grad.clone() for b in mine]
+        norm = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+        topt.step()
+        opt.step(max_norm=max_norm)
+        assert opt.last_grad_norm == pytest.approx(float(norm), rel=1e-6)
+        for b, k in zip(mine, kept):
+            assert torch.equal(b.grad, k)             # the gradients are not written
+        for a, b in zip(theirs, mine):
+            np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-5,
+                                       atol=1e-6)
+
+
+def test_bad_max_norm_raises_and_changes_nothing():
+    torch = require_torch()
+    import fastopt.torch as ft
+    p = torch.ones(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    opt = ft.Adam([p])
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises((TypeError, ValueError), match="max_norm"):
+            opt.step(max_norm=bad)
+    assert torch.equal(p.detach(), torch.ones(3)) and len(opt.state[p]) == 0

@@ -205,10 +205,21 @@ class _FastOptimizer(torch.optim.Optimizer):
         return out
 
     # -- the step ---------------------------------------------------------------------------
+    last_grad_norm = None
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, *, max_norm=None, clip_eps=1e-6):
         """Perform one optimization step (torch's contract): call `closure` (with grad
-        enabled) if given, update every parameter with a gradient in place, return the loss."""
+        enabled) if given, update every parameter with a gradient in place, return the loss.
+
+        max_norm : float >= 0 or None, clip the gradients' global L2 norm (over every group)
+            fused: one read pass computes the norm, and the step multiplies the gradients by
+            ``max_norm / (norm + clip_eps)`` when the norm exceeds `max_norm` (as
+            ``torch.nn.utils.clip_grad_norm_`` then ``step()``, without writing the gradients).
+            The norm is kept as ``last_grad_norm``."""
+        if max_norm is not None:
+            max_norm = _k.check_nonneg(max_norm, "max_norm")
+            clip_eps = _k.check_nonneg(clip_eps, "clip_eps")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -244,9 +255,20 @@ class _FastOptimizer(torch.optim.Optimizer):
                 b[4].append(p)
             for key, b in batches.items():
                 calls.append((group, hyper, key, b))
+        # the fused clipping factor: one read pass over every gradient
+        scale = None
+        if max_norm is not None:
+            all_grads = [g for _, _, _, (_, grads, _, _, _) in calls for g in grads]
+            sumsq, _ = _k.norm_and_finite_multi(all_grads)
+            norm = math.sqrt(sumsq)
+            self.last_grad_norm = norm
+            if math.isfinite(norm) and norm > max_norm:
+                scale = max_norm / (norm + clip_eps)
         # 3. update: one kernel call per (group, step count)
         for group, hyper, key, (params, grads, states, slot_lists, tensors) in calls:
             step = key[0] if isinstance(key, tuple) else key
+            if scale is not None:
+                hyper = dict(hyper, grad_scale=scale)
             self._call(params, grads, slot_lists, hyper, step, key)
             self._after(states, hyper, step, key)
             torch.autograd.graph.increment_version(tensors)
