@@ -448,3 +448,53 @@ def test_bad_max_norm_raises_and_changes_nothing():
         with pytest.raises((TypeError, ValueError), match="max_norm"):
             opt.step(max_norm=bad)
     assert torch.equal(p.detach(), torch.ones(3)) and len(opt.state[p]) == 0
+
+
+def test_step_in_backward_equals_a_normal_step_and_frees_the_gradients():
+    """Gradient release: the parameters after 8 steps equal a normal step's (1e-6 relative),
+    each gradient is freed as soon as it is used, and a StepLR schedule still applies."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    rng = np.random.default_rng(4)
+    x = torch.tensor(rng.standard_normal((16, 5)), dtype=torch.float32)
+    y = torch.tensor(rng.standard_normal((16, 1)), dtype=torch.float32)
+
+    def model_params():
+        g = torch.Generator().manual_seed(0)
+        return [torch.randn(5, 8, generator=g).requires_grad_(True),
+                torch.randn(8, generator=g).requires_grad_(True),
+                torch.randn(8, 1, generator=g).requires_grad_(True)]
+
+    def loss_of(ps):
+        return ((torch.tanh(x @ ps[0] + ps[1]) @ ps[2] - y) ** 2).mean()
+
+    out = {}
+    for released in (False, True):
+        ps = model_params()
+        opt = ft.AdamW([{"params": ps[:2]}, {"params": ps[2:], "lr": 2e-3}], lr=1e-2)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+        if released:
+            handles = ft.step_in_backward(opt)
+            alive = []
+
+            def count(_):
+                alive.append(sum(q.grad is not None for q in ps))
+            probes = [q.register_post_accumulate_grad_hook(count) for q in ps]
+        for _ in range(8):
+            opt.zero_grad()
+            loss_of(ps).backward()
+            if released:
+                assert all(q.grad is None for q in ps)
+            opt.step()
+            sched.step()
+        if released:
+            # each probe runs after the stepping hook: no gradient is alive then
+            assert alive and max(alive) == 0
+            for h in handles + probes:
+                h.remove()
+        out[released] = [q.detach().clone() for q in ps]
+        assert all(float(opt.state[q]["step"]) == 8 for q in ps)
+    for a, b in zip(out[False], out[True]):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="fastopt.torch"):
+        ft.step_in_backward(torch.optim.SGD(model_params(), lr=0.1))

@@ -33,10 +33,14 @@ here keeps float32 state as float32).  Gradients have the parameter's dtype (or 
 torch-only execution flags ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are
 accepted when False or None and raise ValueError when true.
 
-Not yet supported (not done yet): ``torch.amp.GradScaler`` integration (unscaling fused into the
-step), DDP / ZeRO sharded optimizer state, gradient release (stepping each parameter from a
-post-accumulate-grad hook), and the NumPy classes' master-weights keywords (``master_weights``,
-``kahan``, ``rounding="stochastic"``, ``state_dtype``).
+Also: ``step(max_norm=...)`` clips the global gradient norm in the fused read pass;
+``torch.amp.GradScaler("cpu")`` works through its ``unscale_`` path (a step with an Inf gradient
+is skipped); :func:`step_in_backward` steps each parameter inside ``backward()`` and frees its
+gradient (gradient release).
+
+Not yet supported: GradScaler's fused protocol (``_step_supports_amp_scaling``), DDP / ZeRO
+sharded optimizer state (tested), and the NumPy classes' master-weights keywords
+(``master_weights``, ``kahan``, ``rounding="stochastic"``, ``state_dtype``).
 """
 
 import math
@@ -47,7 +51,7 @@ import torch
 from ._dispatch import kernels as _k
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta",
-           "Lion"]
+           "Lion", "step_in_backward"]
 
 try:
     import ml_dtypes as _ml_dtypes
@@ -224,15 +228,27 @@ class _FastOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if getattr(self, "_released", None):
+            # gradient release (step_in_backward): every parameter was stepped in backward
+            return loss
+        self._update(None, max_norm, clip_eps)
+        return loss
+
+    @torch.no_grad()
+    def _update(self, only, max_norm=None, clip_eps=1e-6):
+        """Update every parameter with a gradient (or only the parameter `only`, a
+        (group index, param index) pair: gradient release)."""
         name = type(self).__name__
         work = []
         # 1. check everything before writing anything
         for gi, group in enumerate(self.param_groups):
+            if only is not None and gi != only[0]:
+                continue
             _check_flags(name, group)
             hyper = self._hyper(group)
             found = []
             for pi, p in enumerate(group["params"]):
-                if p.grad is None:
+                if p.grad is None or (only is not None and pi != only[1]):
                     continue
                 found.append((pi, p, _checked(p, p.grad, gi, pi)))
             work.append((gi, group, hyper, found))
@@ -272,7 +288,6 @@ class _FastOptimizer(torch.optim.Optimizer):
             self._call(params, grads, slot_lists, hyper, step, key)
             self._after(states, hyper, step, key)
             torch.autograd.graph.increment_version(tensors)
-        return loss
 
 
 def _where(gi, pi):
@@ -682,3 +697,30 @@ class Lion(_FastOptimizer):
 
     def _call(self, params, grads, slots, h, step, key):
         _k.lion_step_multi(params, grads, slots["ms"], step=step, **h)
+
+
+def step_in_backward(optimizer):
+    """Gradient release: step each parameter of `optimizer` inside ``backward()``, as soon as its
+    gradient is complete, and free that gradient (``p.grad = None``).
+
+    Registers a ``register_post_accumulate_grad_hook`` on every parameter of every group; a hook
+    updates its one parameter (one kernel call, the group's hyperparameters as they are then, so
+    lr schedulers keep working) and drops its gradient, so only one parameter's gradient is
+    alive at a time (optimi's gradient release; DeepSpeed #6834).  ``optimizer.step()`` then only
+    runs its closure: the parameters were stepped during backward, each with its own step count.
+    Returns the hook handles; ``handle.remove()`` on all of them (and
+    ``optimizer._released = False``) turns it off.  Parameters added later with
+    ``add_param_group`` are not hooked: call it again.
+    """
+    if not isinstance(optimizer, _FastOptimizer):
+        raise TypeError(f"step_in_backward needs a fastopt.torch optimizer, got "
+                        f"{type(optimizer).__name__}")
+    handles = []
+    for gi, group in enumerate(optimizer.param_groups):
+        for pi, p in enumerate(group["params"]):
+            def hook(param, _where=(gi, pi)):
+                optimizer._update(_where)
+                param.grad = None
+            handles.append(p.register_post_accumulate_grad_hook(hook))
+    optimizer._released = True
+    return handles
