@@ -38,8 +38,11 @@ Also: ``step(max_norm=...)`` clips the global gradient norm in the fused read pa
 is skipped); :func:`step_in_backward` steps each parameter inside ``backward()`` and frees its
 gradient (gradient release).
 
-Not yet supported: GradScaler's fused protocol (``_step_supports_amp_scaling``), DDP / ZeRO
-sharded optimizer state (tested), and the NumPy classes' master-weights keywords
+``torch.distributed.optim.ZeroRedundancyOptimizer(..., optimizer_class=fastopt.torch.AdamW)``
+works under DDP with gloo; in a process group the kernels run on the library's thread count
+divided by the world size (``opt.n_threads`` overrides it).
+
+Not yet supported: GradScaler's fused protocol (``_step_supports_amp_scaling``), and the NumPy classes' master-weights keywords
 (``master_weights``, ``kahan``, ``rounding="stochastic"``, ``state_dtype``).
 """
 
@@ -210,6 +213,20 @@ class _FastOptimizer(torch.optim.Optimizer):
 
     # -- the step ---------------------------------------------------------------------------
     last_grad_norm = None
+    # threads of the kernel calls: None for the library default; see _threads
+    n_threads = None
+
+    def _threads(self):
+        """The kernels' thread count: ``opt.n_threads`` when set; else, in a process of a
+        torch.distributed group, the library default divided by the world size (at least 1: the
+        ranks of one machine share its cores); else the library default."""
+        if self.n_threads is not None:
+            return self.n_threads
+        dist = getattr(torch, "distributed", None)
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            from ._config import get_num_threads
+            return max(1, get_num_threads() // dist.get_world_size())
+        return None
 
     @torch.no_grad()
     def step(self, closure=None, *, max_norm=None, clip_eps=1e-6):
@@ -281,10 +298,13 @@ class _FastOptimizer(torch.optim.Optimizer):
             if math.isfinite(norm) and norm > max_norm:
                 scale = max_norm / (norm + clip_eps)
         # 3. update: one kernel call per (group, step count)
+        threads = self._threads()
         for group, hyper, key, (params, grads, states, slot_lists, tensors) in calls:
             step = key[0] if isinstance(key, tuple) else key
-            if scale is not None:
-                hyper = dict(hyper, grad_scale=scale)
+            if scale is not None or threads is not None:
+                hyper = dict(hyper, n_threads=threads)
+                if scale is not None:
+                    hyper["grad_scale"] = scale
             self._call(params, grads, slot_lists, hyper, step, key)
             self._after(states, hyper, step, key)
             torch.autograd.graph.increment_version(tensors)
