@@ -258,14 +258,18 @@ class _FastOptimizer(torch.optim.Optimizer):
         name = type(self).__name__
         work = []
         # 1. check everything before writing anything
-        for gi, group in enumerate(self.param_groups):
-            if only is not None and gi != only[0]:
-                continue
+        if only is None:
+            groups = enumerate(self.param_groups)
+        else:                       # one parameter (a gradient-release hook): no walk of the rest
+            groups = ((only[0], self.param_groups[only[0]]),)
+        for gi, group in groups:
             _check_flags(name, group)
             hyper = self._hyper(group)
             found = []
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None or (only is not None and pi != only[1]):
+            params = (enumerate(group["params"]) if only is None
+                      else ((only[1], group["params"][only[1]]),))
+            for pi, p in params:
+                if p.grad is None:
                     continue
                 found.append((pi, p, _checked(p, p.grad, gi, pi)))
             work.append((gi, group, hyper, found))
