@@ -45,3 +45,10 @@ cdef int _eps_alias(int eps_mode, bint eps_inside_sqrt) except -1:
                              'them (eps_inside_sqrt=True is eps_mode="inside")')
         return EPS_INSIDE
     return eps_mode
+
+
+def check_eps_alias(eps_mode, eps_inside_sqrt):
+    """The eps_mode ("torch", "inside", "keras") that eps_mode and the old eps_inside_sqrt
+    spell together; ValueError when they contradict (the kernels' own check)."""
+    return _EPS_MODES[_eps_alias(_eps_mode(eps_mode, "eps_mode"),
+                                 _bool(eps_inside_sqrt, "eps_inside_sqrt"))]

@@ -381,15 +381,18 @@ def _store(dst, x, rounding, bits):
         dst[...] = round_nearest(x.ravel(), dst.dtype).reshape(dst.shape)
 
 
+def _l2(w, g, c, o):
+    """The kernels' _grad: g + wd * param with the l2 option."""
+    return g + c("wd") * w["param"] if o["l2"] else g
+
+
 def _exact_sgd(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     w["param"] = w["param"] * c("decay") - c("lr") * g
 
 
 def _exact_momentum(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     vi = c("b1") * w["velocity"] + c("damp1") * g
     w["velocity"] = vi
     if o["nesterov"]:
@@ -398,8 +401,7 @@ def _exact_momentum(w, g, c, o):
 
 
 def _exact_rmsprop(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     si = c("b1") * w["sq_avg"] + c("omb1") * (g * g)
     w["sq_avg"] = si
     if o["centered"]:
@@ -414,8 +416,7 @@ def _exact_rmsprop(w, g, c, o):
 
 
 def _exact_adam(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     mi = c("b1") * w["m"] + c("omb1") * g
     vi = c("b2") * w["v"] + c("omb2") * (g * g)
     w["m"], w["v"] = mi, vi
@@ -429,16 +430,14 @@ def _exact_adam(w, g, c, o):
 
 
 def _exact_adagrad(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     si = w["sum_sq"] + g * g
     w["sum_sq"] = si
     w["param"] = w["param"] * c("decay") - c("lr") * (g / (np.sqrt(si) + c("eps_out")))
 
 
 def _exact_adamax(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     mi = c("b1") * w["m"] + c("omb1") * g
     w["m"] = mi
     a = np.abs(g) + c("eps_out")
@@ -449,8 +448,7 @@ def _exact_adamax(w, g, c, o):
 
 
 def _exact_adadelta(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     si = c("b1") * w["sq_avg"] + c("omb1") * (g * g)
     w["sq_avg"] = si
     d = np.sqrt(w["acc_delta"] + c("eps_in")) / np.sqrt(si + c("eps_in")) * g
@@ -459,8 +457,7 @@ def _exact_adadelta(w, g, c, o):
 
 
 def _exact_lion(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     cc = c("b1") * w["m"] + c("omb1") * g
     s = np.where(cc > 0, cc.dtype.type(1), np.where(cc < 0, cc.dtype.type(-1), cc))
     w["param"] = w["param"] * c("decay") - c("lr") * s
@@ -468,8 +465,7 @@ def _exact_lion(w, g, c, o):
 
 
 def _exact_nadam(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     mi = c("b1") * w["m"] + c("omb1") * g
     vi = c("b2") * w["v"] + c("omb2") * (g * g)
     w["m"], w["v"] = mi, vi
@@ -478,8 +474,7 @@ def _exact_nadam(w, g, c, o):
 
 
 def _exact_radam(w, g, c, o):
-    if o["l2"]:
-        g = g + c("wd") * w["param"]
+    g = _l2(w, g, c, o)
     mi = c("b1") * w["m"] + c("omb1") * g
     vi = c("b2") * w["v"] + c("omb2") * (g * g)
     w["m"], w["v"] = mi, vi
@@ -512,11 +507,9 @@ _EXACT = {"sgd": _exact_sgd, "momentum": _exact_momentum, "rmsprop": _exact_rmsp
           "ewa": _exact_ewa}
 
 
-def _eps_form(s, h, bc2):
-    """The Adam family's eps_mode (the kernels' _eps_form): sets c2 and eps_in/eps_out, returns
-    the factor of the step size."""
-    mode = _eps_mode(h.get("eps_mode", "torch"), h.get("eps_inside_sqrt", False))
-    eps = float(h.get("eps", 1e-8))
+def _eps_form(s, mode, eps, bc2):
+    """The Adam family's denominator (the kernels' _eps_form): sets c2 and eps_in/eps_out from
+    `mode` ("torch", "inside", "keras"), returns the factor of the step size."""
     if mode == "keras":
         s["c2"], s["eps_out"] = 1.0, eps
         return np.sqrt(bc2)
@@ -539,6 +532,7 @@ def _scalars(rule, h):
     opts = {o.name: False for o in r.options}
     opts["l2"] = wd != 0
     t = h.get("step")
+    mode = _eps_mode(h.get("eps_mode", "torch"), h.get("eps_inside_sqrt", False))
     if rule == "momentum":
         s["b1"] = float(h["beta"])
         damp = h.get("dampening")
@@ -554,7 +548,7 @@ def _scalars(rule, h):
     elif rule == "adam":
         s["b1"], s["b2"] = float(h["beta1"]), float(h["beta2"])
         s["omb1"], s["omb2"] = 1.0 - s["b1"], 1.0 - s["b2"]
-        f = _eps_form(s, h, 1.0 - s["b2"] ** t)
+        f = _eps_form(s, mode, float(h["eps"]), 1.0 - s["b2"] ** t)
         s["step_size"] = lr * f / (1.0 - s["b1"] ** t)
         opts["amsgrad"] = bool(h["amsgrad"])
     elif rule == "adagrad":
@@ -571,7 +565,7 @@ def _scalars(rule, h):
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * psi))
         prod = float(h["mu_product"]) * mu
-        f = _eps_form(s, h, 1.0 - b2 ** t)
+        f = _eps_form(s, mode, float(h["eps"]), 1.0 - b2 ** t)
         s["lr"] = lr * f * (1.0 - mu) / (1.0 - prod)
         s["step_size"] = lr * f * mu_next / (1.0 - prod * mu_next)
     elif rule == "radam":
@@ -584,9 +578,7 @@ def _scalars(rule, h):
         if rho_t > 5.0:
             rect = np.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-            inside = _eps_mode(h["eps_mode"], h["eps_inside_sqrt"]) == "inside"
-            f = _eps_form(s, {**h, "eps_mode": "inside" if inside else "keras",
-                              "eps_inside_sqrt": False}, bc2)
+            f = _eps_form(s, "inside" if mode == "inside" else "keras", float(h["eps"]), bc2)
             s["step_size"] = lr * rect * f / bc1
             opts["rectify"] = True
     elif rule == "adadelta":

@@ -98,7 +98,8 @@ def _inplace_adam(param, grad, m, v, s, *, step, lr, beta1=0.9, beta2=0.999, eps
 
 
 def _inplace_lion(param, grad, m, s, *, lr, beta1=0.9, beta2=0.99):
-    # c = beta1 m + (1 - beta1) g, in s: s = (m beta1/(1-beta1) + g) (1-beta1)
+    # sign(beta1 m + (1 - beta1) g) = sign(m beta1/(1 - beta1) + g): one scratch array, no
+    # temporary
     np.multiply(m, beta1 / (1.0 - beta1), out=s)
     np.add(s, grad, out=s)
     np.sign(s, out=s)
