@@ -112,7 +112,10 @@ def test_classes_subclass_torch_optimizer_with_torch_defaults():
     for name in NAMES:
         ours, theirs = getattr(ft, name)(p, lr=0.1), getattr(torch.optim, name)(p, lr=0.1)
         assert isinstance(ours, torch.optim.Optimizer)
-        assert ours.defaults == theirs.defaults, name
+        # torch's defaults, plus fastopt's low-precision options (off)
+        extra = dict(master_weights=False, kahan=False, rounding="nearest", seed=0,
+                     state_dtype=None)
+        assert ours.defaults == dict(theirs.defaults, **extra), name
 
 
 @pytest.mark.parametrize("flag", ["foreach", "fused", "capturable", "differentiable"])
@@ -378,12 +381,16 @@ def test_lion_matches_the_numpy_class(wd):
         ft.Lion([p], betas=(1.0, 0.9))
 
 
-def test_grad_scaler_cpu_steps_and_skips_like_torch():
-    """torch.amp.GradScaler("cpu") drives fastopt.torch through its unscale_ path: a normal step
-    equals torch.optim's under the same scaler, and a step with an Inf gradient is skipped
-    (nothing changes) and lowers the scale, as with torch.optim."""
+@pytest.mark.parametrize("path", ["fused", "unscale_"])
+def test_grad_scaler_cpu_steps_and_skips_like_torch(path):
+    """torch.amp.GradScaler("cpu") drives fastopt.torch through its fused protocol
+    (``_step_supports_amp_scaling``: the kernel divides by the scale and the gradients are left
+    scaled) or, after an explicit ``scaler.unscale_(opt)`` (to clip, say), on unscaled
+    gradients.  A normal step equals torch.optim's under the same scaler, and a step with an Inf
+    gradient is skipped (nothing changes, the step count included) and lowers the scale."""
     torch = require_torch()
     import fastopt.torch as ft
+    assert ft.AdamW._step_supports_amp_scaling
     rng = np.random.default_rng(11)
     w0 = torch.tensor(rng.standard_normal((4, 3)), dtype=torch.float32)
     x = torch.tensor(rng.standard_normal((8, 4)), dtype=torch.float32)
@@ -399,15 +406,46 @@ def test_grad_scaler_cpu_steps_and_skips_like_torch():
             if t == 3:
                 loss = loss * float("inf")          # an overflowing step: skipped
             scaler.scale(loss).backward()
+            scaled = w.grad.clone()
+            if path == "unscale_":
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_([w], 1e6)
             before = w.detach().clone()
+            steps = float(opt.state[w]["step"]) if opt.state[w] else 0.0
             scaler.step(opt)
+            if name == "fastopt" and path == "fused":
+                # divided inside the kernel only (the Inf step's gradient holds NaNs)
+                assert torch.allclose(w.grad, scaled, rtol=0, atol=0, equal_nan=True)
+                assert not hasattr(opt, "grad_scale")   # the scaler took its attributes back
             scaler.update()
             scales.append(scaler.get_scale())
             if t == 3:
                 assert torch.equal(w.detach(), before), name
+                assert float(opt.state[w]["step"]) == steps, name
         runs[name] = (w.detach().numpy().copy(), scales)
     np.testing.assert_allclose(runs["fastopt"][0], runs["torch"][0], rtol=1e-6, atol=1e-7)
     assert runs["fastopt"][1] == runs["torch"][1]
+    assert runs["fastopt"][1][3] < runs["fastopt"][1][2]       # the Inf step lowered the scale
+
+
+def test_grad_scale_with_max_norm_clips_the_unscaled_norm():
+    """GradScaler's fused path and step(max_norm=...) together: the norm is of the unscaled
+    gradients, as unscale_ then clip_grad_norm_ would compute it."""
+    torch = require_torch()
+    import fastopt.torch as ft
+    w_a = torch.randn(50, requires_grad=True)
+    w_b = w_a.detach().clone().requires_grad_(True)
+    g = torch.randn(50) * 10
+    a, b = ft.AdamW([w_a], lr=0.01), ft.AdamW([w_b], lr=0.01)
+    for _ in range(3):
+        w_a.grad = g * 1024.0
+        a.grad_scale, a.found_inf = torch.tensor(1024.0), torch.tensor(0.0)
+        a.step(max_norm=1.0)
+        del a.grad_scale, a.found_inf
+        w_b.grad = g.clone()
+        b.step(max_norm=1.0)
+        assert a.last_grad_norm == pytest.approx(b.last_grad_norm, rel=1e-6)
+    torch.testing.assert_close(w_a, w_b)
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])

@@ -10,6 +10,7 @@ Rooms, in include order:
   _hyper.pxi     per-rule scalar set-up (float64, once per call)
   _entry.pxi     the public kernels (single- and multi-array), rounding keywords
   _reduce.pxi    sums of squares, finiteness, scaling (clipping)
+  _torch.pxi     TensorGrads: torch gradients bound into a Plan natively (fastopt.torch)
   _scan.pxi      the EWA of a series
   _gather.pxi    mini-batch gathers
 
@@ -39,6 +40,7 @@ from cpython.number cimport PyIndex_Check, PyNumber_Check
 from cpython.float cimport PyFloat_AsDouble, PyFloat_AS_DOUBLE
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
+from cpython.weakref cimport PyWeakref_NewRef
 
 cdef extern from "math.h":
     bint isfinite(double) nogil
@@ -50,6 +52,7 @@ include "_plan.pxi"
 include "_hyper.pxi"
 include "_entry.pxi"
 include "_reduce.pxi"
+include "_torch.pxi"
 include "_scan.pxi"
 include "_gather.pxi"
 

@@ -223,6 +223,9 @@ cdef tuple _arrange(int mode, tuple names, tuple objs, object aux):
 cdef tuple _AUX_NAME = ("", "master", "compensation")
 
 
+cdef class TensorGrads    # _torch.pxi
+
+
 cdef class Plan:
     """A checked, reusable segment table for arrays that live as long as an optimizer.
 
@@ -259,6 +262,7 @@ cdef class Plan:
     cdef readonly int mode      # 0 plain, 1 master weights, 2 Kahan compensation
     cdef bint busy
     cdef long long _count
+    cdef list _seen      # TensorGrads: weak references to the gradients checked last time
 
     property count:
         """Calls completed on this Plan (an optimizer's step count); settable (checkpoints)."""
@@ -337,6 +341,8 @@ cdef class Plan:
         cdef Seg* s
         if (needed & self.present) != needed:
             raise ValueError("this Plan lacks a state list the update needs")
+        if isinstance(grads, TensorGrads):
+            return (<TensorGrads>grads).bind_into(self)
         if not isinstance(grads, list):
             raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
         if len(<list>grads) != n:
@@ -446,3 +452,5 @@ cdef int _check_mode(Call* c, int mode) except -1:
         raise ValueError("Kahan compensation and stochastic rounding are alternatives: the "
                          "compensation needs the parameter rounded to nearest")
     return 0
+
+

@@ -11,46 +11,72 @@ switch is one line::
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     opt = fastopt.torch.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)   # the same run
 
-A step updates the tensors' own storage through zero-copy NumPy views: per param group, the
-parameters with a gradient are batched by step count (NAdam: by step count and mu_product) into
-one ``fastopt._core.<rule>_step_multi`` call each, one GIL-free OpenMP region over all of their
+A step updates the tensors' own storage: per param group, the parameters with a gradient are
+batched by step count (NAdam: by step count and mu_product) and low-precision mode into one
+``fastopt._core.<rule>_step_multi`` call each, one GIL-free OpenMP region over all of their
 elements (threads: ``fastopt.set_num_threads``).  Group hyperparameters (``lr``, ``betas``, ...)
 are read at every step.  After the update ``torch.autograd.graph.increment_version`` marks each
 updated parameter, so a backward through a graph built before the step raises, as with
 torch.optim.
 
-Every tensor is checked first (all groups, before anything is written): a parameter on a
-non-CPU device, a non-contiguous parameter or gradient, a sparse gradient, a gradient that
-requires grad (``backward(create_graph=True)``), a shape or dtype mismatch, or a hyperparameter
-out of range raises ValueError / TypeError naming ``param_groups[i]["params"][j]``, and no
-parameter or state tensor is changed.  A copy is never updated in place of the parameter.
+The first step of a parameter set runs the full path: every tensor is checked first (all
+groups, before anything is written): a parameter on a non-CPU device, a layout other than
+dense, a sparse gradient, a gradient that requires grad (``backward(create_graph=True)``), a
+shape, stride or dtype mismatch, or a hyperparameter out of range raises ValueError / TypeError
+naming ``param_groups[i]["params"][j]``, and no parameter or state tensor is changed.  Later
+steps run a planned fast path: the parameter and state arrays are checked once into native
+Plans, and each step only binds the gradients natively (``_core.TensorGrads``: each parameter's
+and gradient's storage, and each new gradient's layout, size and dtype, about 0.5 us per
+tensor); anything that changed (a gradient now None or new, ``p.data = ...``, a state entry
+replaced, ``load_state_dict``, ``add_param_group``, other options) falls back to the full path,
+which names what is wrong.  A copy is never updated in place of the parameter.
+
+Layouts: any dense, non-overlapping layout (contiguous, ``channels_last``, a transpose) whose
+gradient and state have the parameter's strides, as torch's fused path; state is created with
+the parameter's layout.
 
 Storage: float32 and float64 parameters keep state of their own dtype; bfloat16 and float16
 parameters keep float32 state (torch keeps it in the parameter's dtype; a torch state dict loaded
-here keeps float32 state as float32).  Gradients have the parameter's dtype (or float32 for a
-16-bit parameter).
+here keeps float32 state as float32); ``state_dtype=torch.bfloat16`` keeps bf16 state.
+Gradients have the parameter's dtype (or float32 for a 16-bit parameter).
+
+Low precision (constructor keywords, also per group):
+
+* ``master_weights=True``: every bfloat16/float16 parameter gets a float32 master copy
+  (``state[p]["master_weight"]``); the update runs on it and the parameter receives it rounded,
+  in the same pass.  float32/float64 parameters of the same model are stepped as usual;
+* ``kahan=True``: pure 16-bit training with a Kahan compensation buffer
+  (``state[p]["kahan_compensation"]``, the parameter's dtype);
+* ``rounding="stochastic"``, ``seed=``: 16-bit outputs rounded stochastically, the random bits
+  a hash of (seed, step, element index), so reproducible for every thread count (groups after
+  the first use their own seed, derived from `seed`);
+* ``state_dtype=``: the dtype of the moment buffers.
 
 torch-only execution flags ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are
 accepted when False or None and raise ValueError when true.
 
 Also: ``step(max_norm=...)`` clips the global gradient norm in the fused read pass;
-``torch.amp.GradScaler("cpu")`` works through its ``unscale_`` path (a step with an Inf gradient
-is skipped); :func:`step_in_backward` steps each parameter inside ``backward()`` and frees its
+``torch.amp.GradScaler("cpu")`` works through its fused protocol
+(``_step_supports_amp_scaling``: the kernels divide by the scale, and a step with an Inf or NaN
+gradient is skipped) and after an explicit ``scaler.unscale_(opt)``; :func:`step_in_backward` steps each parameter inside ``backward()`` and frees its
 gradient (gradient release).
 
 ``torch.distributed.optim.ZeroRedundancyOptimizer(..., optimizer_class=fastopt.torch.AdamW)``
 works under DDP with gloo; in a process group the kernels run on the library's thread count
 divided by the world size (``opt.n_threads`` overrides it).
 
-Not yet supported: GradScaler's fused protocol (``_step_supports_amp_scaling``), and the NumPy classes' master-weights keywords
-(``master_weights``, ``kahan``, ``rounding="stochastic"``, ``state_dtype``).
+``opt.state`` is torch's ``defaultdict`` of per-parameter dicts, in subclasses that count
+changes (so the fast path sees ``opt.state[p]["exp_avg"] = ...``); they pickle and copy as plain
+dicts, so a saved state dict loads where fastopt is not installed.
 """
 
+import collections
 import math
 
 import numpy as np
 import torch
 
+from . import _registry as _reg
 from ._dispatch import kernels as _k
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta",
@@ -64,6 +90,8 @@ except ImportError:          # bfloat16 parameters then raise TypeError
 
 _FLAGS = ("foreach", "fused", "capturable", "differentiable")
 _HALF = (torch.bfloat16, torch.float16)
+# the native gradient binding (_core.TensorGrads) compares layouts and dtypes with torch's own
+_k.torch_types(torch.strided, torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def _scalar_dtype():
@@ -72,8 +100,11 @@ def _scalar_dtype():
 
 
 def _view(t):
-    """A NumPy array sharing `t`'s storage (never a copy)."""
+    """A NumPy array sharing `t`'s storage (never a copy); a dense tensor that is not
+    contiguous (channels_last) as the flat block of memory its elements fill."""
     t = t.detach()
+    if not t.is_contiguous():
+        t = t.as_strided((t.numel(),), (1,))
     if t.dtype in (torch.float32, torch.float64):
         return t.numpy()
     if t.dtype == torch.float16:
@@ -125,28 +156,195 @@ def _betas(group):
     return _beta(b[0], "beta parameter at index 0"), _beta(b[1], "beta parameter at index 1")
 
 
+_RULES = {r.name: r for r in _reg.RULES}
+# the low-precision options every class takes (group defaults, as torch keeps its options)
+_PRECISION = dict(master_weights=False, kahan=False, rounding="nearest", seed=0,
+                  state_dtype=None)
+# extra state of the low-precision options: kernel keyword -> state name
+_MASTER = ("masters", "master_weight")
+_KAHAN = ("compensations", "kahan_compensation")
+
+
+class _Batch:
+    """One kernel call of the fast path: a Plan over some parameters of one group (same step
+    count, same low-precision mode), their scalar state as views of one shared buffer, and the
+    batch key of the next call."""
+    __slots__ = ("plan", "params", "scal", "scal0", "key", "fn", "stepped")
+
+
+class _Entry:
+    """The fast path's plan of one param group."""
+    __slots__ = ("gi", "group", "plist", "params", "others", "struct", "batches")
+
+
+class _Gen:
+    """A counter of changes to an optimizer's state dicts (the fast path's plan is of one
+    generation)."""
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+
+class _StateDict(dict):
+    """A parameter's state: a dict that counts every entry set or removed in its optimizer's
+    _Gen, so the fast path plans again after ``opt.state[p]["exp_avg"] = ...``.  Reading is a
+    plain dict lookup; it pickles and copies as a plain dict (a saved state dict loads where
+    fastopt is not installed)."""
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen, *args, **kwargs):
+        dict.__init__(self, *args, **kwargs)
+        self._gen = gen
+
+    def __setitem__(self, key, value):
+        self._gen.n += 1
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        self._gen.n += 1
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other):
+        self._gen.n += 1
+        return dict.__ior__(self, other)
+
+    def update(self, *args, **kwargs):
+        self._gen.n += 1
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self._gen.n += 1
+        return dict.setdefault(self, key, default)
+
+    def pop(self, *args):
+        self._gen.n += 1
+        return dict.pop(self, *args)
+
+    def popitem(self):
+        self._gen.n += 1
+        return dict.popitem(self)
+
+    def clear(self):
+        self._gen.n += 1
+        dict.clear(self)
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+class _OptState(collections.defaultdict):
+    """``optimizer.state`` (torch's ``defaultdict(dict)``) whose values are _StateDicts sharing
+    one _Gen; pickles as torch's plain ``defaultdict(dict)``."""
+
+    def __init__(self, gen, items=()):
+        collections.defaultdict.__init__(self, dict)
+        self._gen = gen
+        for k, v in items:
+            self[k] = v
+
+    def __missing__(self, key):
+        v = _StateDict(self._gen)
+        dict.__setitem__(self, key, v)
+        self._gen.n += 1
+        return v
+
+    def __setitem__(self, key, value):
+        self._gen.n += 1
+        if not isinstance(value, _StateDict) or value._gen is not self._gen:
+            value = _StateDict(self._gen, value)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        self._gen.n += 1
+        dict.__delitem__(self, key)
+
+    def pop(self, *args):
+        self._gen.n += 1
+        return dict.pop(self, *args)
+
+    def clear(self):
+        self._gen.n += 1
+        dict.clear(self)
+
+    def update(self, *args, **kwargs):
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def __reduce__(self):
+        return collections.defaultdict, (dict,), None, None, iter(dict(self).items())
+
+
 class _FastOptimizer(torch.optim.Optimizer):
     """The shared step: check every parameter, create missing state, batch, call the kernel.
 
-    Subclasses give ``_hyper(group)`` (the checked kernel keywords of a group),
-    ``_new_state(p, group)`` (torch's state of a parameter's first step), ``_slots(group)`` (the
-    state tensors the kernel takes, in torch's names, mapped to the kernel's keyword) and
-    ``_call(batch, hyper, step)``.
+    Subclasses give ``_rule(group)`` (the registry rule), ``_hyper(group)`` (the checked kernel
+    keywords of a group), ``_new_state(p, group)`` (torch's state of a parameter's first step),
+    ``_slots(group)`` (the state tensors the kernel takes: kernel keyword -> torch's state name)
+    and, where they differ from the defaults, ``_SCALARS``, ``_prepare``, ``_batch_key``,
+    ``_kernel_kw`` and ``_after``.
+
+    Two paths run a step.  The full path checks every tensor and builds NumPy views; after a
+    step it has run, the next step builds the fast path: per group and batch a native Plan of
+    the parameter and state arrays (checked once) and the scalar state (``step``) moved into one
+    shared buffer per batch (each parameter's ``state[p]["step"]`` a view of its own element).
+    A fast step only reads ``p.grad`` of the planned parameters, natively
+    (``_core.TensorGrads``: every parameter's storage and every gradient's layout, dtype, size
+    and overlap are checked), and calls the kernels; any change (a gradient that is None or
+    new, a parameter whose storage moved, a new group, changed options, ``load_state_dict``)
+    falls back to the full path, which names what is wrong, and plans again.
     """
 
-    def __init__(self, params, defaults):
+    _RULE = None
+
+    def __init__(self, params, defaults, precision):
         _check_flags(type(self).__name__, defaults)
         self._cache = {}
+        self._fast = None
+        self._calls = 0
+        defaults = dict(defaults, **_check_precision(**precision))
+        self._gen = _Gen()
         super().__init__(params, defaults)
+        self._wrap_state()
         for g in self.param_groups:
-            self._hyper(g)       # torch checks hyperparameters at construction
+            self._group_hyper(g)       # torch checks hyperparameters at construction
 
     def __setstate__(self, state):
         self._cache = {}
+        self._fast = None
+        self._calls = 0
         super().__setstate__(state)
+        self._wrap_state()
+        self._fill_defaults()
+
+    def _wrap_state(self):
+        """Make ``self.state`` an _OptState of this optimizer's _Gen (after torch assigned a
+        plain one: construction, ``load_state_dict``, unpickling, or a user)."""
+        if getattr(self, "_gen", None) is None:
+            self._gen = _Gen()
+        st = self.state
+        if type(st) is not _OptState or st._gen is not self._gen:
+            self.state = _OptState(self._gen, st.items())
+        self._gen.n += 1
+
+    def _fill_defaults(self):
         for g in self.param_groups:
             for k, v in self.defaults.items():
                 g.setdefault(k, v)
+
+    def load_state_dict(self, state_dict):
+        """torch's ``load_state_dict``; groups saved without fastopt's options (a state dict of
+        ``torch.optim``) get this optimizer's defaults, and the fast path is planned again."""
+        self._fast = None
+        self._cache = {}
+        super().load_state_dict(state_dict)
+        self._wrap_state()
+        self._fill_defaults()
+
+    def add_param_group(self, param_group):
+        self._fast = None
+        super().add_param_group(param_group)
 
     @staticmethod
     def _process_value_according_to_param_policy(param, value, param_id, param_groups,
@@ -160,40 +358,83 @@ class _FastOptimizer(torch.optim.Optimizer):
             param, value, param_id, param_groups, key)
 
     # -- subclass interface ------------------------------------------------------------------
+    def _rule(self, group):
+        return self._RULE
+
     def _hyper(self, group):
         raise NotImplementedError
 
     def _new_state(self, p, group):
         raise NotImplementedError
 
-    def _slots(self, group, state):
-        raise NotImplementedError
-
-    def _call(self, params, grads, states, hyper, step, key):
+    def _slots(self, group):
         raise NotImplementedError
 
     _SCALARS = ("step",)      # scalar state tensors, updated after the kernel call (_after)
 
     def _prepare(self, p, group, state):
-        """Create a parameter's state on its first step (as torch does)."""
+        """Create a parameter's missing state (torch's on its first step; the master copy or
+        the compensation of a 16-bit parameter when asked for).  Returns the prep value
+        _batch_key receives."""
         if len(state) == 0:
             state.update(self._new_state(p, group))
+        if p.dtype in _HALF:
+            if group["master_weights"] and state.get(_MASTER[1]) is None:
+                state[_MASTER[1]] = torch.empty_like(p, dtype=torch.float32).copy_(p.detach())
+            if group["kahan"] and state.get(_KAHAN[1]) is None:
+                state[_KAHAN[1]] = torch.zeros_like(p)
+        return None
+
+    def _ready(self, p, group, state, slots):
+        """True when a parameter's state is complete, so no step of _prepare is due (the fast
+        path plans only such parameters)."""
+        return (all(state.get(n) is not None for n in slots.values())
+                and all(n in state for n in self._SCALARS))
 
     def _batch_key(self, scalars, prep):
         """What parameters batched into one kernel call share (the step count)."""
         return int(scalars["step"]) + 1
+
+    def _kernel_kw(self, hyper, step, key):
+        """The kernel keywords of one call: the group's, and the step."""
+        return dict(hyper, step=step)
 
     def _after(self, scalars, hyper, step, key):
         """Scalar state after the update (torch's step count, NAdam's mu_product)."""
         for s in scalars:
             s["step"][...] = step
 
+    # -- helpers -----------------------------------------------------------------------------
+    def _group_hyper(self, group):
+        """The group's kernel keywords, with the rounding options (and, for stochastic rounding,
+        a seed of its own per group, so groups never share a random stream)."""
+        h = self._hyper(group)
+        pr = _check_precision(**{k: group.get(k, v) for k, v in _PRECISION.items()})
+        if pr["rounding"] != "nearest":
+            h["rounding"] = pr["rounding"]
+            h["seed"] = pr["seed"]
+        return h
+
+    def _param_slots(self, p, group, slots):
+        """The kernel's state slots of parameter `p`: the group's, plus the master copy or the
+        compensation of a 16-bit parameter."""
+        if p.dtype in _HALF:
+            if group["master_weights"]:
+                return dict(slots, **{_MASTER[0]: _MASTER[1]})
+            if group["kahan"]:
+                return dict(slots, **{_KAHAN[0]: _KAHAN[1]})
+        return slots
+
+    def _structure(self, group):
+        return (self._rule(group), tuple(self._slots(group).items()),
+                bool(group["master_weights"]), bool(group["kahan"]))
+
     def _views(self, p, state, slots, gi, pi):
         """NumPy views of `p`, its state tensors and scalar state, cached while the tensors
         (identity, storage, shape) are the ones checked."""
         tensors = tuple(state.get(n) for n in slots.values())
         scal = tuple(state.get(n) for n in self._SCALARS)
-        key = (p.data_ptr(), p.shape)
+        key = (p.data_ptr(), p.shape, p.stride(), p.dtype)
         c = self._cache.get(p)
         if (c is not None and c[0] == key and len(c[1]) == len(tensors)
                 and all(a is b and a.data_ptr() == d for a, b, d in zip(c[1], tensors, c[2]))
@@ -213,6 +454,7 @@ class _FastOptimizer(torch.optim.Optimizer):
 
     # -- the step ---------------------------------------------------------------------------
     last_grad_norm = None
+    _fast_gen = -1
     # threads of the kernel calls: None for the library default; see _threads
     n_threads = None
 
@@ -248,14 +490,52 @@ class _FastOptimizer(torch.optim.Optimizer):
         if getattr(self, "_released", None):
             # gradient release (step_in_backward): every parameter was stepped in backward
             return loss
-        self._update(None, max_norm, clip_eps)
+        amp = self._amp_unscale()
+        if amp is None:
+            return loss         # GradScaler found an Inf or NaN: the step is skipped
+        self._calls += 1
+        if not self._fast_step(max_norm, clip_eps, amp):
+            self._update(None, max_norm, clip_eps, amp)
         return loss
 
+    # torch.amp.GradScaler's fused protocol: the scaler sets ``grad_scale`` (its scale, or None
+    # when the gradients were already unscaled with ``unscale_``) and ``found_inf`` on the
+    # optimizer before step() and removes them after; the step then divides the gradients by
+    # the scale inside the kernel (``grad_scale=``), never writing them, and skips the update
+    # when an Inf or NaN was found, as torch's fused optimizers do.
+    _step_supports_amp_scaling = True
+
+    def _amp_unscale(self):
+        """The gradient factor GradScaler asks for (1 / scale, or 1.0), or None to skip."""
+        found = getattr(self, "found_inf", None)
+        if found is not None and float(found) != 0.0:
+            return None
+        scale = getattr(self, "grad_scale", None)
+        if scale is None:
+            return 1.0
+        scale = float(scale)
+        if not (scale > 0.0 and math.isfinite(scale)):
+            raise ValueError(f"grad_scale (set by GradScaler) must be finite and > 0, got "
+                             f"{scale}")
+        return 1.0 / scale
+
+    def _clip_scale(self, sumsq, max_norm, clip_eps, amp):
+        """The factor the kernels multiply the gradients by: GradScaler's 1 / scale, times the
+        clipping factor when the (unscaled) norm exceeds max_norm; None for 1."""
+        scale = amp
+        if max_norm is not None:
+            norm = math.sqrt(sumsq) * amp
+            self.last_grad_norm = norm
+            if math.isfinite(norm) and norm > max_norm:
+                scale = amp * (max_norm / (norm + clip_eps))
+        return None if scale == 1.0 else scale
+
     @torch.no_grad()
-    def _update(self, only, max_norm=None, clip_eps=1e-6):
-        """Update every parameter with a gradient (or only the parameter `only`, a
-        (group index, param index) pair: gradient release)."""
+    def _update(self, only, max_norm=None, clip_eps=1e-6, amp=1.0):
+        """The full path: update every parameter with a gradient (or only the parameter
+        `only`, a (group index, param index) pair: gradient release), checking everything."""
         name = type(self).__name__
+        self._fast = None
         work = []
         # 1. check everything before writing anything
         if only is None:
@@ -264,7 +544,7 @@ class _FastOptimizer(torch.optim.Optimizer):
             groups = ((only[0], self.param_groups[only[0]]),)
         for gi, group in groups:
             _check_flags(name, group)
-            hyper = self._hyper(group)
+            hyper = self._group_hyper(group)
             found = []
             params = (enumerate(group["params"]) if only is None
                       else ((only[1], group["params"][only[1]]),))
@@ -277,13 +557,14 @@ class _FastOptimizer(torch.optim.Optimizer):
         calls = []
         for gi, group, hyper, found in work:
             batches = {}
+            slots = self._slots(group)
             for pi, p, g in found:
                 state = self.state[p]
                 prep = self._prepare(p, group, state)
-                slots = self._slots(group, state)
-                pview, views, sviews = self._views(p, state, slots, gi, pi)
-                key = self._batch_key(sviews, prep)
-                b = batches.setdefault(key, ([], [], [], {kw: [] for kw in slots}, []))
+                pslots = self._param_slots(p, group, slots)
+                pview, views, sviews = self._views(p, state, pslots, gi, pi)
+                key = (tuple(pslots), self._batch_key(sviews, prep))
+                b = batches.setdefault(key, ([], [], [], {kw: [] for kw in pslots}, []))
                 b[0].append(pview)
                 b[1].append(g)
                 b[2].append(sviews)
@@ -291,27 +572,164 @@ class _FastOptimizer(torch.optim.Optimizer):
                     b[3][kw].append(v)
                 b[4].append(p)
             for key, b in batches.items():
-                calls.append((group, hyper, key, b))
-        # the fused clipping factor: one read pass over every gradient
-        scale = None
+                calls.append((gi, group, hyper, key[1], b))
+        # the fused clipping factor: one read pass over every gradient (summed per call, in
+        # call order, as the fast path sums them)
+        sumsq = 0.0
         if max_norm is not None:
-            all_grads = [g for _, _, _, (_, grads, _, _, _) in calls for g in grads]
-            sumsq, _ = _k.norm_and_finite_multi(all_grads)
-            norm = math.sqrt(sumsq)
-            self.last_grad_norm = norm
-            if math.isfinite(norm) and norm > max_norm:
-                scale = max_norm / (norm + clip_eps)
-        # 3. update: one kernel call per (group, step count)
+            for _, _, _, _, (_, grads, _, _, _) in calls:
+                sumsq += _k.norm_and_finite_multi(grads)[0]
+        scale = self._clip_scale(sumsq, max_norm, clip_eps, amp)
+        # 3. update: one kernel call per (group, step count, low-precision mode)
         threads = self._threads()
-        for group, hyper, key, (params, grads, states, slot_lists, tensors) in calls:
+        for gi, group, hyper, key, (params, grads, states, slot_lists, tensors) in calls:
             step = key[0] if isinstance(key, tuple) else key
-            if scale is not None or threads is not None:
-                hyper = dict(hyper, n_threads=threads)
-                if scale is not None:
-                    hyper["grad_scale"] = scale
-            self._call(params, grads, slot_lists, hyper, step, key)
+            kw = self._call_kw(gi, hyper, step, key, threads, scale)
+            fn = getattr(_k, _RULES[self._rule(group)].twin + "_multi")
+            fn(params, grads, **slot_lists, **kw)
             self._after(states, hyper, step, key)
             torch.autograd.graph.increment_version(tensors)
+
+    def _call_kw(self, gi, hyper, step, key, threads, scale):
+        kw = self._kernel_kw(hyper, step, key)
+        if threads is not None:
+            kw["n_threads"] = threads
+        if scale is not None:
+            kw["grad_scale"] = kw.get("grad_scale", 1.0) * scale
+        if "seed" in kw and gi:
+            kw["seed"] = (kw["seed"] + gi * 0x9E3779B97F4A7C15) % 2 ** 64
+        return kw
+
+    # -- the fast path ------------------------------------------------------------------------
+    def _plan_fast(self):
+        """Plan every group (see the class docstring), or None when a parameter with a
+        gradient is not ready (a first step is due: the full path runs it)."""
+        entries = []
+        for gi, group in enumerate(self.param_groups):
+            rule = _RULES[self._rule(group)]
+            slots = self._slots(group)
+            e = _Entry()
+            e.gi, e.group, e.plist, e.params = gi, group, group["params"], tuple(group["params"])
+            e.struct = self._structure(group)
+            e.others = []
+            by_key = {}
+            for pi, p in enumerate(e.params):
+                if p.grad is None:
+                    e.others.append(p)
+                    continue
+                state = self.state.get(p)
+                pslots = self._param_slots(p, group, slots)
+                if state is None or not self._ready(p, group, state, pslots):
+                    return None
+                pview, views, sviews = self._views(p, state, pslots, gi, pi)
+                key = (tuple(pslots), self._batch_key(sviews, None))
+                b = by_key.setdefault(key, ([], [], {kw: [] for kw in pslots}))
+                b[0].append(p)
+                b[1].append(pview)
+                for kw, v in views.items():
+                    b[2][kw].append(v)
+            e.batches = []
+            for (_, key), (ps, pviews, lists) in by_key.items():
+                scal, scal0 = {}, {}
+                for n in self._SCALARS:
+                    olds = [self.state[p][n] for p in ps]
+                    dt = olds[0].dtype
+                    if any(t.dtype != dt for t in olds):
+                        return None
+                    buf = torch.tensor([t.item() for t in olds], dtype=dt)
+                    for i, p in enumerate(ps):
+                        self.state[p][n] = buf[i]
+                    scal[n] = buf.numpy()
+                    scal0[n] = buf[0].numpy()
+                ops = rule.operands[2:]
+                b = _Batch()
+                b.plan = _k.Plan(pviews, ("param", "grad") + tuple(o.name for o in ops),
+                                 tuple(lists.get(o.plural) for o in ops),
+                                 masters=lists.get(_MASTER[0]),
+                                 compensations=lists.get(_KAHAN[0]))
+                b.params, b.scal, b.scal0, b.key = ps, scal, scal0, key
+                b.fn = getattr(_k, rule.twin + "_multi")
+                b.stepped = rule.stepped
+                e.batches.append(b)
+            entries.append(e)
+        self._cache = {}        # the scalar state moved into the batch buffers
+        return entries
+
+    def _fast_step(self, max_norm, clip_eps, amp=1.0):
+        """One step on the planned fast path; False (nothing written) when the full path must
+        run instead."""
+        fast = self._fast
+        st = self.state
+        if type(st) is not _OptState or st._gen is not self._gen:
+            self._wrap_state()
+            fast = None
+        if fast is None or self._fast_gen != self._gen.n or len(fast) != len(self.param_groups):
+            fast = self._fast = self._plan_fast()
+            self._fast_gen = self._gen.n
+            if fast is None or len(fast) != len(self.param_groups):
+                self._fast = None
+                return False
+        name = type(self).__name__
+        work = []
+        groups = self.param_groups
+        for e in fast:
+            group = e.group
+            if groups[e.gi] is not group:
+                return False
+            _check_flags(name, group)
+            hyper = self._group_hyper(group)
+            if self._structure(group) != e.struct:
+                return False
+            ps = group["params"]
+            if ps is not e.plist or len(ps) != len(e.params):
+                return False    # (a parameter swapped in place in the list is not looked for)
+            for p in e.others:
+                if p.grad is not None:
+                    return False
+            for b in e.batches:
+                try:
+                    work.append((e, b, hyper, _k.TensorGrads(b.plan, b.params)))
+                except _k.TensorMismatch:
+                    return False
+        sumsq = 0.0
+        if max_norm is not None:
+            for _, _, _, tg in work:
+                sumsq += tg.norm_and_finite()[0]
+        scale = self._clip_scale(sumsq, max_norm, clip_eps, amp)
+        threads = self._threads()
+        for e, b, hyper, tg in work:
+            key = b.key
+            step = key[0] if isinstance(key, tuple) else key
+            kw = self._call_kw(e.gi, hyper, step, key, threads, scale)
+            if b.stepped:
+                b.plan.count = step - 1
+            b.fn(b.plan, tg, **kw)
+            self._after((b.scal,), hyper, step, key)
+            b.key = self._batch_key(b.scal0, None)
+            torch.autograd.graph.increment_version(b.params)
+        return True
+
+
+def _check_precision(master_weights=False, kahan=False, rounding="nearest", seed=0,
+                     state_dtype=None):
+    """Validate the low-precision options (constructor keywords and group entries)."""
+    if not isinstance(master_weights, bool) or not isinstance(kahan, bool):
+        raise TypeError("master_weights and kahan must be True or False")
+    if master_weights and kahan:
+        raise ValueError("master_weights=True and kahan=True are alternatives: pick one")
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    _k.check_rounding(str(rounding))
+    if kahan and rounding == "stochastic":
+        raise ValueError("kahan=True needs rounding='nearest' (the compensation keeps what "
+                         "nearest rounding lost)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    if state_dtype is not None and state_dtype not in (torch.float32, torch.bfloat16,
+                                                       torch.float64, torch.float16):
+        raise TypeError(f"state_dtype must be None or a torch float dtype, got {state_dtype!r}")
+    return dict(master_weights=master_weights, kahan=kahan, rounding=str(rounding), seed=seed,
+                state_dtype=state_dtype)
 
 
 def _where(gi, pi):
@@ -320,6 +738,25 @@ def _where(gi, pi):
 
 _STRIDED = torch.strided
 _PLAIN = (torch.float32, torch.float64)
+
+
+def _dense(t):
+    """True when `t` is non-overlapping and dense (its elements fill one block of memory, in
+    some order of dimensions: contiguous, channels_last, a transpose), as torch's fused
+    optimizers require."""
+    if t.is_contiguous() or t.numel() == 0:
+        return True
+    expect = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expect:
+            return False
+        expect *= size
+    return True
+
+
+def _same_layout(p, t):
+    """`t` lays its elements out as `p` does (contiguous both, or the same strides)."""
+    return t.is_contiguous() if p.is_contiguous() else t.stride() == p.stride()
 
 
 def _checked(p, g, gi, pi):
@@ -353,11 +790,15 @@ def _checked_slow(p, g, gi, pi):
     if g.shape != p.shape:
         raise ValueError(f"the gradient of {w} has shape {tuple(g.shape)}, expected "
                          f"{tuple(p.shape)}")
-    if not p.is_contiguous():
-        raise ValueError(f"{w} is not contiguous (strides {p.stride()}): fastopt.torch updates "
+    if not _dense(p):
+        raise ValueError(f"{w} is not contiguous (strides {p.stride()}) and not dense (its "
+                         f"elements do not fill one block of memory): fastopt.torch updates "
                          f"parameters in place and never a copy; make the parameter contiguous")
-    if not g.is_contiguous():
-        raise ValueError(f"the gradient of {w} is not contiguous (strides {g.stride()})")
+    if not _same_layout(p, g):
+        if p.is_contiguous():
+            raise ValueError(f"the gradient of {w} is not contiguous (strides {g.stride()})")
+        raise ValueError(f"the gradient of {w} has strides {g.stride()}, but the parameter has "
+                         f"{p.stride()}: an element-wise update needs both laid out alike")
     if g.requires_grad:
         raise ValueError(f"the gradient of {w} requires grad (backward(create_graph=True)): "
                          f"fastopt.torch's update is not differentiable")
@@ -368,20 +809,25 @@ def _checked_state(p, t, name, gi, pi):
     w = f'state[{_where(gi, pi)}]["{name}"]'
     if not torch.is_tensor(t):
         raise ValueError(f"{w} is missing or not a tensor ({type(t).__name__})")
-    if t.device.type != "cpu" or t.layout != torch.strided or not t.is_contiguous():
-        raise ValueError(f"{w} must be a contiguous CPU tensor")
+    if t.device.type != "cpu" or t.layout != torch.strided:
+        raise ValueError(f"{w} must be a CPU tensor")
     if t.shape != p.shape:
         raise ValueError(f"{w} has shape {tuple(t.shape)}, expected {tuple(p.shape)}")
-    ok = (p.dtype, torch.float32, torch.bfloat16) if p.dtype in _HALF else (p.dtype,)
+    if not _same_layout(p, t):
+        raise ValueError(f"{w} has strides {t.stride()}, but the parameter has {p.stride()}: "
+                         f"state is laid out as its parameter")
+    ok = ((p.dtype, torch.float32, torch.bfloat16) if p.dtype in _HALF
+          else (p.dtype, torch.bfloat16) if p.dtype == torch.float32 else (p.dtype,))
     if t.dtype not in ok:
         raise TypeError(f"{w} has dtype {t.dtype}, expected {p.dtype}")
     return _view(t)
 
 
-def _state_like(p):
-    """A zero state tensor for `p`: its dtype, float32 for 16-bit parameters."""
-    dt = torch.float32 if p.dtype in _HALF else p.dtype
-    return torch.zeros(p.shape, dtype=dt, device=p.device)
+def _state_like(p, group):
+    """A zero state tensor for `p`, laid out as `p`: of the group's ``state_dtype``, else of
+    p's dtype (float32 for a 16-bit parameter)."""
+    dt = group.get("state_dtype") or (torch.float32 if p.dtype in _HALF else p.dtype)
+    return torch.zeros_like(p, dtype=dt, memory_format=torch.preserve_format)
 
 
 def _step0():
@@ -399,13 +845,18 @@ class SGD(_FastOptimizer):
     The momentum buffer starts as the first gradient (dampening 0 on a parameter's first step)."""
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
-                 *, maximize=False, foreach=None, differentiable=False, fused=None):
+                 *, maximize=False, foreach=None, differentiable=False, fused=None,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize, foreach=foreach,
-                                      differentiable=differentiable, fused=fused))
+                                      differentiable=differentiable, fused=fused),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+
+    def _rule(self, group):
+        return "momentum" if group["momentum"] != 0 else "sgd"
 
     def _hyper(self, g):
         h = dict(lr=_nonneg(g["lr"], "learning rate"), weight_decay=_wd(g),
@@ -419,9 +870,9 @@ class SGD(_FastOptimizer):
         return h
 
     def _new_state(self, p, group):
-        return {"momentum_buffer": _state_like(p)} if group["momentum"] != 0 else {}
+        return {}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"velocities": "momentum_buffer"} if group["momentum"] != 0 else {}
 
     def _prepare(self, p, group, state):
@@ -429,22 +880,21 @@ class SGD(_FastOptimizer):
         # it to the gradient: that step runs the kernel with dampening 0 on a zero buffer
         first = group["momentum"] != 0 and state.get("momentum_buffer") is None
         if first:
-            state["momentum_buffer"] = _state_like(p)
+            state["momentum_buffer"] = _state_like(p, group)
+        super()._prepare(p, group, state)
         return first
-
-    def _call(self, params, grads, slots, h, step, first):
-        if "beta" not in h:
-            _k.sgd_step_multi(params, grads, **h)
-            return
-        h = dict(h)
-        if first:
-            h["dampening"] = 0.0
-        _k.momentum_step_multi(params, grads, slots["velocities"], **h)
 
     _SCALARS = ()
 
     def _batch_key(self, scalars, prep):
-        return prep
+        return bool(prep)
+
+    def _kernel_kw(self, h, step, first):
+        # no step count in torch's SGD state: stochastic rounding counts this optimizer's steps
+        h = dict(h, step=max(self._calls, 1))
+        if first:
+            h["dampening"] = 0.0
+        return h
 
     def _after(self, scalars, hyper, step, key):
         pass
@@ -454,13 +904,17 @@ class Adam(_FastOptimizer):
     """``torch.optim.Adam`` on fastopt's ``adam_step_multi`` (``decoupled_weight_decay=True``:
     AdamW).  State: step, exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad)."""
 
+    _RULE = "adam"
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None, decoupled_weight_decay=False):
+                 differentiable=False, fused=None, decoupled_weight_decay=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                                       capturable=capturable, differentiable=differentiable,
-                                      fused=fused, decoupled_weight_decay=decoupled_weight_decay))
+                                      fused=fused, decoupled_weight_decay=decoupled_weight_decay),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -470,22 +924,21 @@ class Adam(_FastOptimizer):
                     amsgrad=bool(g["amsgrad"]), maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        s = {"step": _step0(), "exp_avg": _state_like(p), "exp_avg_sq": _state_like(p)}
+        s = {"step": _step0(), "exp_avg": _state_like(p, group),
+             "exp_avg_sq": _state_like(p, group)}
         if group["amsgrad"]:
-            s["max_exp_avg_sq"] = _state_like(p)
+            s["max_exp_avg_sq"] = _state_like(p, group)
         return s
 
-    def _slots(self, group, state):
-        s = {"ms": "exp_avg", "vs": "exp_avg_sq"}
-        if group["amsgrad"]:
-            if "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = torch.zeros_like(state["exp_avg_sq"])
-            s["v_maxs"] = "max_exp_avg_sq"
-        return s
+    def _prepare(self, p, group, state):
+        super()._prepare(p, group, state)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = torch.zeros_like(state["exp_avg_sq"])
 
-    def _call(self, params, grads, slots, h, step, key):
-        _k.adam_step_multi(params, grads, slots["ms"], slots["vs"], v_maxs=slots.get("v_maxs"),
-                           step=step, **h)
+    def _slots(self, group):
+        if group["amsgrad"]:
+            return {"ms": "exp_avg", "vs": "exp_avg_sq", "v_maxs": "max_exp_avg_sq"}
+        return {"ms": "exp_avg", "vs": "exp_avg_sq"}
 
 
 class AdamW(Adam):
@@ -493,23 +946,28 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
-                 differentiable=False, fused=None):
+                 differentiable=False, fused=None, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
                          maximize=maximize, capturable=capturable,
-                         differentiable=differentiable, fused=fused, decoupled_weight_decay=True)
+                         differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
+                         master_weights=master_weights, kahan=kahan, rounding=rounding,
+                         seed=seed, state_dtype=state_dtype)
 
 
 class RMSprop(_FastOptimizer):
     """``torch.optim.RMSprop`` on fastopt's ``rmsprop_step_multi`` (beta = alpha).  State: step,
     square_avg, momentum_buffer (momentum > 0), grad_avg (centered)."""
 
+    _RULE = "rmsprop"
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, capturable=False, foreach=None, maximize=False,
-                 differentiable=False):
+                 differentiable=False, *, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       capturable=capturable, foreach=foreach, maximize=maximize,
-                                      differentiable=differentiable))
+                                      differentiable=differentiable),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         return dict(lr=_nonneg(g["lr"], "learning rate"), beta=_beta(g["alpha"], "alpha value"),
@@ -518,14 +976,14 @@ class RMSprop(_FastOptimizer):
                     centered=bool(g["centered"]), maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        s = {"step": _step0(), "square_avg": _state_like(p)}
+        s = {"step": _step0(), "square_avg": _state_like(p, group)}
         if group["momentum"] > 0:
-            s["momentum_buffer"] = _state_like(p)
+            s["momentum_buffer"] = _state_like(p, group)
         if group["centered"]:
-            s["grad_avg"] = _state_like(p)
+            s["grad_avg"] = _state_like(p, group)
         return s
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         s = {"sq_avgs": "square_avg"}
         if group["momentum"] > 0:
             s["momentum_bufs"] = "momentum_buffer"
@@ -533,23 +991,23 @@ class RMSprop(_FastOptimizer):
             s["grad_avgs"] = "grad_avg"
         return s
 
-    def _call(self, params, grads, slots, h, step, key):
-        _k.rmsprop_step_multi(params, grads, slots["sq_avgs"], grad_avgs=slots.get("grad_avgs"),
-                              momentum_bufs=slots.get("momentum_bufs"), **h)
-
 
 class Adagrad(_FastOptimizer):
     """``torch.optim.Adagrad`` on fastopt's ``adagrad_step_multi``.  State (created at
     construction, as torch does): step, sum."""
 
+    _RULE = "adagrad"
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         _nonneg(initial_accumulator_value, "initial_accumulator_value")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                       weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       foreach=foreach, maximize=maximize,
-                                      differentiable=differentiable, fused=fused))
+                                      differentiable=differentiable, fused=fused),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
         for group in self.param_groups:
             for p in group["params"]:
                 if len(self.state[p]) == 0:
@@ -562,26 +1020,27 @@ class Adagrad(_FastOptimizer):
                     maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        s = _state_like(p)
+        s = _state_like(p, group)
         s.fill_(float(group["initial_accumulator_value"]))
         return {"step": _step0(), "sum": s}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"sum_sqs": "sum"}
-
-    def _call(self, params, grads, slots, h, step, key):
-        _k.adagrad_step_multi(params, grads, slots["sum_sqs"], step=step, **h)
 
 
 class Adamax(_FastOptimizer):
     """``torch.optim.Adamax`` on fastopt's ``adamax_step_multi``.  State: step, exp_avg,
     exp_inf."""
 
+    _RULE = "adamax"
+
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 foreach=None, *, maximize=False, differentiable=False, capturable=False):
+                 foreach=None, *, maximize=False, differentiable=False, capturable=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       foreach=foreach, maximize=maximize,
-                                      differentiable=differentiable, capturable=capturable))
+                                      differentiable=differentiable, capturable=capturable),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -590,13 +1049,11 @@ class Adamax(_FastOptimizer):
                     maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        return {"step": _step0(), "exp_avg": _state_like(p), "exp_inf": _state_like(p)}
+        return {"step": _step0(), "exp_avg": _state_like(p, group),
+                "exp_inf": _state_like(p, group)}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"ms": "exp_avg", "us": "exp_inf"}
-
-    def _call(self, params, grads, slots, h, step, key):
-        _k.adamax_step_multi(params, grads, slots["ms"], slots["us"], step=step, **h)
 
 
 class NAdam(_FastOptimizer):
@@ -604,14 +1061,17 @@ class NAdam(_FastOptimizer):
     tensor, as torch keeps it: mu_1 ... mu_t after step t), exp_avg, exp_avg_sq.  Parameters are
     batched by (step count, mu_product), since a kernel call takes one mu_product."""
 
+    _RULE = "nadam"
+
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
-                 maximize=False, capturable=False, differentiable=False):
+                 maximize=False, capturable=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize, foreach=foreach,
-                                      capturable=capturable, differentiable=differentiable))
+                                      capturable=capturable, differentiable=differentiable),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -623,9 +1083,9 @@ class NAdam(_FastOptimizer):
 
     def _new_state(self, p, group):
         return {"step": _step0(), "mu_product": torch.tensor(1.0, dtype=_scalar_dtype()),
-                "exp_avg": _state_like(p), "exp_avg_sq": _state_like(p)}
+                "exp_avg": _state_like(p, group), "exp_avg_sq": _state_like(p, group)}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"ms": "exp_avg", "vs": "exp_avg_sq"}
 
     _SCALARS = ("step", "mu_product")
@@ -633,9 +1093,8 @@ class NAdam(_FastOptimizer):
     def _batch_key(self, scalars, prep):
         return int(scalars["step"]) + 1, float(scalars["mu_product"])
 
-    def _call(self, params, grads, slots, h, step, key):
-        _k.nadam_step_multi(params, grads, slots["ms"], slots["vs"], step=step,
-                            mu_product=key[1], **h)
+    def _kernel_kw(self, h, step, key):
+        return dict(h, step=step, mu_product=key[1])
 
     def _after(self, scalars, h, step, key):
         mu = h["beta1"] * (1.0 - 0.5 * 0.96 ** (step * h["momentum_decay"]))
@@ -648,13 +1107,16 @@ class RAdam(_FastOptimizer):
     """``torch.optim.RAdam`` on fastopt's ``radam_step_multi``.  State: step, exp_avg,
     exp_avg_sq."""
 
+    _RULE = "radam"
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False,
-                 capturable=False, differentiable=False):
+                 capturable=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize, foreach=foreach, capturable=capturable,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      differentiable=differentiable))
+                                      differentiable=differentiable),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -664,24 +1126,25 @@ class RAdam(_FastOptimizer):
                     maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        return {"step": _step0(), "exp_avg": _state_like(p), "exp_avg_sq": _state_like(p)}
+        return {"step": _step0(), "exp_avg": _state_like(p, group),
+                "exp_avg_sq": _state_like(p, group)}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"ms": "exp_avg", "vs": "exp_avg_sq"}
-
-    def _call(self, params, grads, slots, h, step, key):
-        _k.radam_step_multi(params, grads, slots["ms"], slots["vs"], step=step, **h)
 
 
 class Adadelta(_FastOptimizer):
     """``torch.optim.Adadelta`` on fastopt's ``adadelta_step_multi``.  State: step, square_avg,
     acc_delta."""
 
+    _RULE = "adadelta"
+
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
-                 capturable=False, maximize=False, differentiable=False):
+                 capturable=False, maximize=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize, capturable=capturable,
-                                      foreach=foreach, differentiable=differentiable))
+                                      foreach=foreach, differentiable=differentiable),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         return dict(lr=_nonneg(g["lr"], "learning rate"), rho=_beta(g["rho"], "rho value"),
@@ -689,13 +1152,11 @@ class Adadelta(_FastOptimizer):
                     maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        return {"step": _step0(), "square_avg": _state_like(p), "acc_delta": _state_like(p)}
+        return {"step": _step0(), "square_avg": _state_like(p, group),
+                "acc_delta": _state_like(p, group)}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"sq_avgs": "square_avg", "acc_deltas": "acc_delta"}
-
-    def _call(self, params, grads, slots, h, step, key):
-        _k.adadelta_step_multi(params, grads, slots["sq_avgs"], slots["acc_deltas"], **h)
 
 
 class Lion(_FastOptimizer):
@@ -704,9 +1165,13 @@ class Lion(_FastOptimizer):
     ``m <- b2 m + (1 - b2) g``.  Weight decay is decoupled, as in the paper.  State: step,
     exp_avg."""
 
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False):
+    _RULE = "lion"
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -714,13 +1179,10 @@ class Lion(_FastOptimizer):
                     weight_decay=_wd(g), maximize=bool(g["maximize"]))
 
     def _new_state(self, p, group):
-        return {"step": _step0(), "exp_avg": _state_like(p)}
+        return {"step": _step0(), "exp_avg": _state_like(p, group)}
 
-    def _slots(self, group, state):
+    def _slots(self, group):
         return {"ms": "exp_avg"}
-
-    def _call(self, params, grads, slots, h, step, key):
-        _k.lion_step_multi(params, grads, slots["ms"], step=step, **h)
 
 
 def step_in_backward(optimizer):
