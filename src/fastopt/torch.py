@@ -1,7 +1,8 @@
 r"""``torch.optim``-compatible optimizers that step CPU tensors with fastopt's kernels.
 
 ``fastopt.torch.SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, Adadelta`` (and
-``Lion``, with lion-pytorch's signature; Schedule-Free AdamW is not here yet) subclass
+``Lion``, with lion-pytorch's signature, and ``ScheduleFreeAdamW``, schedule_free's
+``AdamWScheduleFree``) subclass
 ``torch.optim.Optimizer`` with torch's constructor signatures, defaults, param-group semantics,
 ``step(closure=None)`` contract and state layout (``state[p]["exp_avg"]``, ``"step"`` as a
 scalar tensor, ...), so a ``state_dict()`` saved by ``torch.optim.AdamW`` loads into
@@ -58,8 +59,8 @@ accepted when False or None and raise ValueError when true.
 Also: ``step(max_norm=...)`` clips the global gradient norm in the fused read pass;
 ``torch.amp.GradScaler("cpu")`` works through its fused protocol
 (``_step_supports_amp_scaling``: the kernels divide by the scale, and a step with an Inf or NaN
-gradient is skipped) and after an explicit ``scaler.unscale_(opt)``; :func:`step_in_backward` steps each parameter inside ``backward()`` and frees its
-gradient (gradient release).
+gradient is skipped) and after an explicit ``scaler.unscale_(opt)``; :func:`step_in_backward`
+steps each parameter inside ``backward()`` and frees its gradient (gradient release).
 
 ``torch.distributed.optim.ZeroRedundancyOptimizer(..., optimizer_class=fastopt.torch.AdamW)``
 works under DDP with gloo; in a process group the kernels run on the library's thread count
@@ -80,7 +81,7 @@ from . import _registry as _reg
 from ._dispatch import kernels as _k
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta",
-           "Lion", "step_in_backward"]
+           "Lion", "ScheduleFreeAdamW", "step_in_backward"]
 
 try:
     import ml_dtypes as _ml_dtypes
@@ -702,7 +703,7 @@ class _FastOptimizer(torch.optim.Optimizer):
             step = key[0] if isinstance(key, tuple) else key
             kw = self._call_kw(e.gi, hyper, step, key, threads, scale)
             if b.stepped:
-                b.plan.count = step - 1
+                b.plan.count = kw["step"] - 1   # the Plan checks the kernel's step against it
             b.fn(b.plan, tg, **kw)
             self._after((b.scal,), hyper, step, key)
             b.key = self._batch_key(b.scal0, None)
@@ -853,7 +854,8 @@ class SGD(_FastOptimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize, foreach=foreach,
                                       differentiable=differentiable, fused=fused),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _rule(self, group):
         return "momentum" if group["momentum"] != 0 else "sgd"
@@ -914,7 +916,8 @@ class Adam(_FastOptimizer):
                                       amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                                       capturable=capturable, differentiable=differentiable,
                                       fused=fused, decoupled_weight_decay=decoupled_weight_decay),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -946,7 +949,8 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
-                 differentiable=False, fused=None, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+                 differentiable=False, fused=None,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
                          maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
@@ -962,12 +966,14 @@ class RMSprop(_FastOptimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, capturable=False, foreach=None, maximize=False,
-                 differentiable=False, *, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+                 differentiable=False, *,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       capturable=capturable, foreach=foreach, maximize=maximize,
                                       differentiable=differentiable),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         return dict(lr=_nonneg(g["lr"], "learning rate"), beta=_beta(g["alpha"], "alpha value"),
@@ -1007,7 +1013,8 @@ class Adagrad(_FastOptimizer):
                                       initial_accumulator_value=initial_accumulator_value,
                                       foreach=foreach, maximize=maximize,
                                       differentiable=differentiable, fused=fused),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
         for group in self.param_groups:
             for p in group["params"]:
                 if len(self.state[p]) == 0:
@@ -1040,7 +1047,8 @@ class Adamax(_FastOptimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       foreach=foreach, maximize=maximize,
                                       differentiable=differentiable, capturable=capturable),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -1065,13 +1073,15 @@ class NAdam(_FastOptimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
-                 maximize=False, capturable=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+                 maximize=False, capturable=False, differentiable=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize, foreach=foreach,
                                       capturable=capturable, differentiable=differentiable),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -1111,12 +1121,14 @@ class RAdam(_FastOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False,
-                 capturable=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+                 capturable=False, differentiable=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize, foreach=foreach, capturable=capturable,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       differentiable=differentiable),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -1140,11 +1152,13 @@ class Adadelta(_FastOptimizer):
     _RULE = "adadelta"
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
-                 capturable=False, maximize=False, differentiable=False, master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+                 capturable=False, maximize=False, differentiable=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize, capturable=capturable,
                                       foreach=foreach, differentiable=differentiable),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         return dict(lr=_nonneg(g["lr"], "learning rate"), rho=_beta(g["rho"], "rho value"),
@@ -1171,7 +1185,8 @@ class Lion(_FastOptimizer):
                  master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
                                       maximize=maximize),
-                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding, seed=seed, state_dtype=state_dtype))
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
 
     def _hyper(self, g):
         b1, b2 = _betas(g)
@@ -1183,6 +1198,139 @@ class Lion(_FastOptimizer):
 
     def _slots(self, group):
         return {"ms": "exp_avg"}
+
+
+class ScheduleFreeAdamW(_FastOptimizer):
+    r"""Schedule-Free AdamW (Defazio et al. 2024) on fastopt's fused
+    ``schedule_free_adamw_step_multi`` (one pass updates y, z and v), with the signature, group
+    entries and state of facebookresearch/schedule_free's ``AdamWScheduleFree`` (torch.optim has
+    none), so it is a drop-in for it.
+
+    ``z_{t+1} = z_t - eta_t (g(y_t) / (sqrt(v_t) + eps) + wd y_t)``, ``x_{t+1} = (1 - c) x_t +
+    c z_{t+1}``, ``y = (1 - beta1) z + beta1 x``, with ``eta_t = lr warmup(t) sqrt(1 -
+    beta2**t)`` and the averaging weight ``c = w_t / sum w``, ``w_t = t**r max(eta)**
+    weight_lr_power`` (the group's ``k``, ``lr_max`` and ``weight_sum``, as the reference keeps
+    them).
+
+    The parameters hold y while training.  As with the reference, call :meth:`train` before
+    training (a new optimizer is in eval mode, and ``step()`` in eval mode raises) and
+    :meth:`eval` before evaluating or saving the model: the parameters then hold x,
+    ``y.lerp(z, 1 - 1/beta1)`` (with ``master_weights=True`` computed from the float32 master,
+    from which :meth:`train` restores y exactly).  State: ``z`` (a copy of the parameter at its
+    first step) and ``exp_avg_sq``; the step count is the group's ``k``.
+    """
+
+    _RULE = "schedule_free_adamw"
+    _SCALARS = ()
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 warmup_steps=0, r=0.0, weight_lr_power=2.0, foreach=None, *, maximize=False,
+                 master_weights=False, kahan=False, rounding="nearest", seed=0, state_dtype=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, r=r, k=0,
+                                      warmup_steps=warmup_steps, train_mode=False,
+                                      weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                                      weight_lr_power=weight_lr_power,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize),
+                         dict(master_weights=master_weights, kahan=kahan, rounding=rounding,
+                              seed=seed, state_dtype=state_dtype))
+
+    def _coefficients(self, g):
+        """(warmed-up lr, ckp1, lr_max, weight_sum) of the group's next update, as the
+        reference computes them."""
+        k = int(g["k"])
+        b2 = _betas(g)[1]
+        warm = int(g["warmup_steps"])
+        sched = (k + 1) / warm if k < warm else 1.0
+        lr = _nonneg(g["lr"], "learning rate") * sched
+        lr_max = max(lr * math.sqrt(1 - b2 ** (k + 1)), float(g["lr_max"]))
+        weight = ((k + 1) ** float(g["r"])) * (lr_max ** float(g["weight_lr_power"]))
+        weight_sum = float(g["weight_sum"]) + weight
+        ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
+        return lr, min(max(ckp1, 0.0), 1.0), lr_max, weight_sum
+
+    def _hyper(self, g):
+        b1, b2 = _betas(g)
+        if b1 == 0:
+            raise ValueError("betas[0] must be in (0, 1): with beta1 = 0 the parameters (y) "
+                             "equal z and the average x cannot be recovered from them")
+        warm = g["warmup_steps"]
+        if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {warm!r}")
+        _nonneg(g["r"], "r")
+        _nonneg(g["weight_lr_power"], "weight_lr_power")
+        lr, ckp1, _, _ = self._coefficients(g)
+        return dict(lr=lr, ckp1=ckp1, beta1=b1, beta2=b2, eps=_nonneg(g["eps"], "epsilon value"),
+                    weight_decay=_wd(g), maximize=bool(g["maximize"]), step=int(g["k"]) + 1)
+
+    def _new_state(self, p, group):
+        z = _state_like(p, group)
+        z.copy_(p.detach())
+        return {"z": z, "exp_avg_sq": _state_like(p, group)}
+
+    def _slots(self, group):
+        return {"zs": "z", "vs": "exp_avg_sq"}
+
+    def _batch_key(self, scalars, prep):
+        return 0                 # one step count per group: the group's k
+
+    def _kernel_kw(self, hyper, step, key):
+        return dict(hyper)
+
+    def _after(self, scalars, hyper, step, key):
+        pass
+
+    @torch.no_grad()
+    def step(self, closure=None, *, max_norm=None, clip_eps=1e-6):
+        """As the other classes' step(); raises in eval mode.  Each group's ``k``, ``lr_max``,
+        ``weight_sum`` and ``scheduled_lr`` advance once the update went through (every group,
+        as in the reference; not on a step GradScaler skipped)."""
+        for g in self.param_groups:
+            if not g.get("train_mode", False):
+                raise RuntimeError("ScheduleFreeAdamW.step() in eval mode: call "
+                                   "optimizer.train() before training (and optimizer.eval() "
+                                   "before evaluating or saving)")
+        coeffs = [self._coefficients(g) for g in self.param_groups]
+        skipped = self._amp_unscale() is None or getattr(self, "_released", None)
+        loss = super().step(closure, max_norm=max_norm, clip_eps=clip_eps)
+        if not skipped:
+            for g, (lr, _, lr_max, weight_sum) in zip(self.param_groups, coeffs):
+                g["k"] = int(g["k"]) + 1
+                g["lr_max"], g["weight_sum"], g["scheduled_lr"] = lr_max, weight_sum, lr
+        return loss
+
+    @torch.no_grad()
+    def eval(self):
+        """The parameters take x, the averaged iterate (``y.lerp(z, 1 - 1/beta1)``)."""
+        for g in self.param_groups:
+            if not g.get("train_mode", False):
+                continue
+            w = 1.0 - 1.0 / _betas(g)[0]
+            for p in g["params"]:
+                st = self.state.get(p)
+                if not st or "z" not in st:
+                    continue
+                y = st[_MASTER[1]] if _MASTER[1] in st else p.detach()
+                p.copy_(torch.lerp(y, st["z"].to(y.dtype), w))
+            g["train_mode"] = False
+
+    @torch.no_grad()
+    def train(self):
+        """The parameters take y again (``x.lerp(z, 1 - beta1)``; from the master copy,
+        exactly, with master weights)."""
+        for g in self.param_groups:
+            if g.get("train_mode", False):
+                continue
+            w = 1.0 - _betas(g)[0]
+            for p in g["params"]:
+                st = self.state.get(p)
+                if not st or "z" not in st:
+                    continue
+                if _MASTER[1] in st:
+                    p.copy_(st[_MASTER[1]])
+                else:
+                    p.lerp_(st["z"].to(p.dtype), w)
+            g["train_mode"] = True
 
 
 def step_in_backward(optimizer):
