@@ -72,3 +72,33 @@ def test_fastopt_adamw_equals_torch_adamw():
                                  theirs["model"].named_parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), err_msg=name,
                                    **torch_tolerance(np.float32))
+
+
+@pytest.mark.parametrize("precision", ["bf16-master", "bf16-sr"])
+def test_bf16_precisions_train(precision):
+    ex = _load()
+    import torch
+    r = ex.main(ONE + ["--precision", precision, "--epochs", "4", "--limit", "512",
+                       "--timing-steps", "5", "--no-progress"])              # 32 steps
+    assert all(p.dtype == torch.bfloat16 for p in r["model"].parameters())
+    assert all(math.isfinite(x) for x in r["train_loss"] + r["step_losses"])
+    assert r["train_loss"][-1] < 0.85 * r["train_loss"][0]
+    assert r["final_accuracy"] >= 0.4                  # chance is 10%
+    for name in ("fastopt", "torch_fused"):
+        for kind in ("step", "clip_step"):
+            t = r["step_time"][name][kind]
+            assert math.isfinite(t) and t > 0, (name, kind, t)
+
+
+def test_bf16_stochastic_rounding_is_reproducible():
+    ex = _load()
+    import torch
+    a, b = (ex.main(TINY + ["--precision", "bf16-sr"]) for _ in range(2))
+    for p, q in zip(a["model"].parameters(), b["model"].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_bf16_precisions_need_fastopt():
+    ex = _load()
+    with pytest.raises(ValueError, match="--optimizer fastopt"):
+        ex.main(TINY + ["--precision", "bf16-master", "--optimizer", "torch"])
