@@ -173,6 +173,20 @@ class _Batch:
     __slots__ = ("plan", "params", "scal", "scal0", "key", "fn", "stepped")
 
 
+def _batch(rule, params, pviews, lists, scal, scal0, key):
+    """A _Batch of `rule` over `params` (their NumPy views `pviews`, the state views `lists` by
+    kernel keyword, the scalar state `scal`, the first parameter's `scal0`)."""
+    ops = rule.operands[2:]
+    b = _Batch()
+    b.plan = _k.Plan(pviews, ("param", "grad") + tuple(o.name for o in ops),
+                     tuple(lists.get(o.plural) for o in ops), masters=lists.get(_MASTER[0]),
+                     compensations=lists.get(_KAHAN[0]))
+    b.params, b.scal, b.scal0, b.key = params, scal, scal0, key
+    b.fn = getattr(_k, rule.twin + "_multi")
+    b.stepped = rule.stepped
+    return b
+
+
 class _Entry:
     """The fast path's plan of one param group."""
     __slots__ = ("gi", "group", "plist", "params", "others", "struct", "batches")
@@ -643,16 +657,7 @@ class _FastOptimizer(torch.optim.Optimizer):
                         self.state[p][n] = buf[i]
                     scal[n] = buf.numpy()
                     scal0[n] = buf[0].numpy()
-                ops = rule.operands[2:]
-                b = _Batch()
-                b.plan = _k.Plan(pviews, ("param", "grad") + tuple(o.name for o in ops),
-                                 tuple(lists.get(o.plural) for o in ops),
-                                 masters=lists.get(_MASTER[0]),
-                                 compensations=lists.get(_KAHAN[0]))
-                b.params, b.scal, b.scal0, b.key = ps, scal, scal0, key
-                b.fn = getattr(_k, rule.twin + "_multi")
-                b.stepped = rule.stepped
-                e.batches.append(b)
+                e.batches.append(_batch(rule, ps, pviews, lists, scal, scal0, key))
             entries.append(e)
         self._cache = {}        # the scalar state moved into the batch buffers
         return entries
@@ -771,16 +776,8 @@ class _FastOptimizer(torch.optim.Optimizer):
         if state is None or not self._ready(p, group, state, pslots):
             return None
         pview, views, sviews = self._views(p, state, pslots, gi, pi)
-        ops = rule.operands[2:]
-        one = {kw: [v] for kw, v in views.items()}
-        b = _Batch()
-        b.plan = _k.Plan([pview], ("param", "grad") + tuple(o.name for o in ops),
-                         tuple(one.get(o.plural) for o in ops),
-                         masters=one.get(_MASTER[0]), compensations=one.get(_KAHAN[0]))
-        b.params, b.scal, b.scal0 = [p], sviews, sviews
-        b.key = self._batch_key(sviews, None)
-        b.fn = getattr(_k, rule.twin + "_multi")
-        b.stepped = rule.stepped
+        b = _batch(rule, [p], [pview], {kw: [v] for kw, v in views.items()}, sviews, sviews,
+                   self._batch_key(sviews, None))
         c = self._one[p] = (group, self._structure(group), b)
         return c
 
