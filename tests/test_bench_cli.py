@@ -1,17 +1,20 @@
-"""``python -m fastopt bench`` runs end to end, in-process, on tiny arrays (``--smoke``: seconds).
+"""``python -m fastopt bench`` runs end to end, in-process, on tiny arrays (``--smoke``: seconds);
+``--torch --smoke`` too, on tiny models.
 
 These are smoke tests of the harness (every section runs, prints its tables and ratios, and puts
 the thread counts back), not measurements: no timing is asserted.
 """
 
 import re
+import sys
 
 import numpy as np
 import pytest
 
+from conftest import require_torch
 from fastopt._config import get_num_threads, get_serial_threshold
 from fastopt.__main__ import main
-from fastopt.bench import cases, report
+from fastopt.bench import cases, report, torch_models
 
 RATIO = r"(?:\d+(?:\.\d+)?)"                 # a ratio as the tables print it (never "-" here)
 
@@ -281,3 +284,129 @@ def test_bad_value_is_a_clean_error(capsys, argv, message):
     captured = capsys.readouterr()
     assert captured.err.startswith(message)
     assert captured.out == ""                          # nothing measured
+
+
+# ------------------------------------------------------------------------------------------------
+# --torch: one AdamW step over whole models
+# ------------------------------------------------------------------------------------------------
+
+def _torch_row(label, threads, state, b_el, ref=False, fused=True):
+    """A --torch row: label, thr, median ms, state, B/el, GB/s, of limit, fastopt x, fused x
+    ("-" without a fused row), iqr."""
+    fused_x = rf"({RATIO})x" if fused else r"(-)"
+    return re.compile(rf"^{re.escape(label)}\s+{threads}\s+{RATIO}\s+{re.escape(state)}\s+"
+                      rf"{b_el}\s+{RATIO}\s+({RATIO})\s+({RATIO})x\s+{fused_x}\s+\d+%$")
+
+
+# (label, state, B/el) of every timed row of each table, DeepSpeed apart
+_TORCH_ROWS = {
+    "float32": [("fastopt AdamW", "f32", 28), ("torch AdamW fused", "f32", 28),
+                ("torch AdamW foreach", "f32", 28), ("torch AdamW for-loop", "f32", 28)],
+    "bfloat16": [("fastopt AdamW", "f32", 22), ("fastopt AdamW master", "f32+master", 28),
+                 ("fastopt AdamW stochastic", "f32", 22), ("fastopt AdamW bf16 m/v", "bf16", 14),
+                 ("torch AdamW fused", "bf16", 14),
+                 ("torch AdamW foreach", "bf16", 14), ("torch AdamW for-loop", "bf16", 14)],
+}
+_TORCH_REFS = {
+    "float32": [("same-traffic ref", "f32", 28)],
+    "bfloat16": [("same-traffic ref (f32 m/v)", "f32", 22),
+                 ("same-traffic ref (f32 master)", "f32+master", 30),
+                 ("same-traffic ref (bf16 m/v)", "bf16", 14)],
+}
+
+
+def test_torch_smoke_prints_every_model_row_and_ratio(capsys):
+    """--torch --smoke: the gpt tables (float32, bfloat16) and the small one, each with every
+    implementation at both thread counts (DeepSpeed timed or 'unavailable (...)'), the refs and
+    the ratios; then the per-tensor overhead; the thread counts put back."""
+    torch = require_torch()
+    threads0 = get_num_threads()
+    torch_threads0 = torch.get_num_threads()
+    assert main(["bench", "--torch", "--smoke"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Traceback" not in out + captured.err
+    assert report.HEADER not in out and "targets:" not in out      # no kernel tables
+    settings = next(line for line in out.splitlines() if "round-robin samples" in line)
+    ds_missing = re.search(r"; DeepSpeed unavailable \((.+)\); \d+ CPUs", settings)
+    assert ds_missing or re.search(r"; deepspeed \S+; \d+ CPUs", settings), settings
+    threads = sorted({threads0, 1}, reverse=True)
+    small = torch_models.models(smoke=True)["small"]
+    for name, dtype in torch_models.TABLES:
+        title = next((line for line in out.splitlines()
+                      if line.startswith(f"{name} {dtype}: ")), None)
+        assert title, f"no {name} {dtype} table"
+        assert re.search(r"; [\d,]+ parameters in [\d,]+ tensors$", title), title
+        section = _section(out, title)
+        assert section[0] == report.TORCH_HEADER
+        rows = section[1:]
+        expected = [(label, st, b, False) for label, st, b in _TORCH_ROWS[dtype]]
+        expected += [(label, st, b, True) for label, st, b in _TORCH_REFS[dtype]]
+        if not ds_missing:
+            expected.append(("DeepSpeedCPUAdam", "f32", 28 if dtype == "float32" else 22, False))
+        for label, st, b, ref in expected:
+            for t in threads:
+                found = _rows(rows, _torch_row(label, t, st, b))
+                assert len(found) == 1, f"{name} {dtype}: {label!r} at {t} thread(s)"
+                of_limit, fastopt_x, fused_x = (float(x) for x in found[0].groups())
+                if ref:
+                    assert of_limit == 1.0, f"{label}: the ref against itself"
+                if label == "fastopt AdamW":
+                    assert fastopt_x == 1.0
+                if label == "torch AdamW fused":
+                    assert fused_x == 1.0
+        unavailable = [r for r in rows if re.match(r"^DeepSpeedCPUAdam\s+-\s+unavailable \(.+\)$",
+                                                   r)]
+        assert len(unavailable) == (1 if ds_missing else 0), f"{name} {dtype}"
+        assert len(rows) == len(expected) * len(threads) + len(unavailable), f"{name} {dtype}"
+
+    section = _section(out, next(line for line in out.splitlines()
+                                 if line.startswith("per-tensor overhead, small ")))
+    assert len(section) == len(threads)
+    for line, t in zip(section, threads):
+        labels = ["fastopt AdamW", "torch AdamW fused"] + ([] if ds_missing
+                                                           else ["DeepSpeedCPUAdam"])
+        body = "; ".join(rf"{re.escape(x)} -?\d+\.\d+ µs" for x in labels)
+        assert re.fullmatch(rf"  {t} thread\(s\): {body} per tensor", line), line
+    assert f"/ {small.n_tensors:,}" in out
+    assert re.search(r"^\(benchmark time \d+\.\d s, ", out, re.M)
+    assert get_num_threads() == threads0
+    assert torch.get_num_threads() == torch_threads0
+
+
+def test_torch_without_torch_is_a_clean_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)          # import torch -> ImportError
+    assert main(["bench", "--torch", "--smoke"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "torch is not installed; pip install torch==2.13.0\n"
+    assert captured.out == ""
+
+
+def test_torch_and_no_torch_exclude_each_other(capsys):
+    assert main(["bench", "--torch", "--no-torch", "--smoke"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --torch and --no-torch exclude each other")
+    assert captured.out == ""
+
+
+def test_torch_models_and_storage_bytes():
+    """The issue's models, and the bytes per parameter each storage must move (and its ref)."""
+    full = torch_models.models()
+    gpt, small = full["gpt"], full["small"]
+    assert gpt.shapes[0] == (50257, 256)
+    layer = 256 * 768 + 768 + 256 * 256 + 256 + 256 * 1024 + 1024 + 1024 * 256 + 256 + 4 * 256
+    assert gpt.n_params == 50257 * 256 + 12 * layer + 2 * 256 == 22_343_424
+    assert gpt.n_tensors == 1 + 12 * 12 + 2 == 147
+    assert small.n_tensors == 2000 and set(small.shapes) == {(4096,)}
+    assert small.n_params == 8_192_000
+    S = torch_models.Storage
+    f32, bf16_f32, bf16 = (S("float32", "float32", "float32"),
+                           S("bfloat16", "bfloat16", "float32"),
+                           S("bfloat16", "bfloat16", "bfloat16"))
+    master = S("bfloat16", "bfloat16", "float32", "float32")
+    assert [s.step_bytes() for s in (f32, bf16_f32, bf16, master)] == [28, 22, 14, 28]
+    assert [s.ref_bytes() for s in (f32, bf16_f32, bf16, master)] == [28, 22, 14, 30]
+    assert [s.ref_label() for s in (f32, bf16_f32, bf16, master)] == [
+        "same-traffic ref", "same-traffic ref (f32 m/v)", "same-traffic ref (bf16 m/v)",
+        "same-traffic ref (f32 master)"]
+    assert [s.describe() for s in (f32, bf16, master)] == ["f32", "bf16", "f32+master"]

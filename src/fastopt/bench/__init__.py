@@ -6,6 +6,8 @@
 * ``timing`` -- calibration, round-robin sampling, medians and spreads, thread pinning, the
   busy-machine warning;
 * ``report`` -- every printed table, ratio and target line;
+* ``torch_models`` -- ``--torch``: one AdamW step over whole models' parameters (GPT-style,
+  2,000 small tensors), fastopt.torch against torch.optim and DeepSpeed;
 * ``cli`` -- the options (``add_arguments``) and the runs (``run``: the kernel tables, the
   training-loop section, ``--threshold``).
 

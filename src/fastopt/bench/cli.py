@@ -48,6 +48,11 @@ same-traffic reference, at the default thread count and 1.
 
 ``--threshold`` measures instead where 2 threads start to beat 1 (the serial threshold).
 
+``--torch`` times instead one ``AdamW`` step over whole models' parameters (a GPT-style model in
+float32 and bfloat16, 2,000 small tensors): ``fastopt.torch.AdamW`` against ``torch.optim.AdamW``
+(fused, foreach, for-loop), DeepSpeed's ``DeepSpeedCPUAdam`` where it builds, and the
+same-traffic limit; its rows and ratios are described in :mod:`fastopt.bench.torch_models`.
+
 This module parses the options and runs the measurements; the cases are
 :mod:`fastopt.bench.cases`, the timing :mod:`fastopt.bench.timing`, every printed table
 :mod:`fastopt.bench.report`.
@@ -168,6 +173,12 @@ def add_arguments(parser):
                              "(default 9, --quick 5, --threshold 15; training: 9, --quick 7, "
                              "the epoch rows 7, --quick 3)")
     parser.add_argument("--no-torch", action="store_true", help="leave out the torch.optim rows")
+    parser.add_argument("--torch", action="store_true",
+                        help="instead: one AdamW step over a GPT-style model (float32, "
+                             "bfloat16) and over 2,000 tensors of 4,096: fastopt.torch.AdamW "
+                             "vs torch.optim.AdamW fused/foreach/for-loop, DeepSpeedCPUAdam and "
+                             "the same-traffic limit, with the per-tensor overhead (--quick: 5 "
+                             "samples; --smoke: tiny models, 2 samples)")
     parser.add_argument("--threshold", action="store_true",
                         help="measure 1 vs 2 threads from 2^10 to 2^17 with the serial threshold "
                              "at 0, and print the crossover size (how the serial threshold is "
@@ -302,6 +313,9 @@ def run(args):
     if args.repeat is not None and args.repeat < 1:
         print("error: --repeat must be >= 1", file=sys.stderr)
         return 2
+    if getattr(args, "torch", False):
+        from .torch_models import run_torch
+        return run_torch(args)
     print(config_line())
     if smoke:
         print("--smoke: tiny arrays and few samples, to check that the harness runs; the numbers "

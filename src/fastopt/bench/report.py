@@ -4,8 +4,11 @@ The kernel tables (:data:`HEADER`, and :data:`HEADER_LOWP` for 16-bit dtypes; :f
 medians, GB/s and the ratios between the rows), the training-loop tables (:func:`training_header`,
 :func:`print_training_case`), the mixed-precision tables (:data:`MIXED_HEADER`,
 :func:`print_mixed_case`), the ``targets:`` lines (:func:`kernel_target_lines`,
-:func:`training_target_lines`, :func:`mixed_target_lines`) and the ``--threshold`` table.  Nothing here measures: the functions take
-:class:`~fastopt.bench.timing.Candidate` lists that :mod:`fastopt.bench.cli` has timed.
+:func:`training_target_lines`, :func:`mixed_target_lines`), the ``--torch`` tables
+(:data:`TORCH_HEADER`, :func:`print_torch_table`, :func:`print_per_tensor`) and the
+``--threshold`` table.  Nothing here measures: the functions take
+:class:`~fastopt.bench.timing.Candidate` lists that :mod:`fastopt.bench.cli` (or
+:mod:`fastopt.bench.torch_models`) has timed.
 """
 
 import math
@@ -460,6 +463,82 @@ def mixed_target_lines(results, threads):
                                       f"torch.optim.Adam(fused=True) on the {info.param} "
                                       f"tensors (target >= {info.torch}x)", fo, tf)
     return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# --torch: one AdamW step over a model's parameters (fastopt.bench.torch_models)
+# ------------------------------------------------------------------------------------------------
+
+TORCH_HEADER = (f"{'implementation':<30} {'thr':>3}  {'median ms':>10}  {'state':>10}  "
+                f"{'B/el':>4}  {'GB/s':>6}  {'of limit':>8}  {'fastopt x':>9}  {'fused x':>7}  "
+                f"{'iqr':>4}")
+
+
+def print_torch_settings(threads, repeat, torch, ds_version, ds_reason, warmup):
+    ds = f"deepspeed {ds_version}" if ds_version else f"DeepSpeed unavailable ({ds_reason})"
+    print(f"{threads} thread(s) (and 1), median of {repeat} round-robin samples, {warmup} "
+          f"warm-up step(s) each; torch {torch.__version__}; {ds}; {os.cpu_count()} CPUs, "
+          f"{load_average()}")
+
+
+def print_torch_legend():
+    print("AdamW(lr=1e-3, weight_decay=0.01) over every parameter, gradients fixed; every "
+          "optimizer steps the same tensors.  state: the dtype of m and v (+master: a float32 "
+          "master copy).\nB/el: bytes its storage must move per parameter; GB/s: those bytes / "
+          "median time.  of limit: GB/s / the GB/s of the same-traffic ref of the same storage "
+          "(one same_traffic_step over flat arrays), same threads.\nfastopt x, fused x: this "
+          "time / fastopt AdamW's, torch AdamW fused's time, same threads.  iqr: interquartile "
+          "range of the samples / median.")
+
+
+def print_torch_heading(model, dtype):
+    print(f"\n{model.name} {dtype}: {model.title}; {model.n_params:,} parameters in "
+          f"{model.n_tensors:,} tensors")
+    print(TORCH_HEADER)
+    sys.stdout.flush()
+
+
+def _torch_ratios(rows, c, st):
+    """(of limit, fastopt x, fused x) of row (c, st) among `rows` [(Candidate, Storage)]."""
+    ref = next((x for x, s in rows if x.kind == "ref" and s == st and x.threads == c.threads),
+               None)
+    by = {(x.kind, x.threads): x.median for x, _ in rows}
+    fo, fused = by.get(("fastopt", c.threads)), by.get(("torch-fused", c.threads))
+    of_limit = (c.nbytes / c.median) / (ref.nbytes / ref.median) if ref else None
+    return (of_limit, c.median / fo if fo else None, c.median / fused if fused else None)
+
+
+def print_torch_table(rows, missing, n_params):
+    """The rows of one (model, dtype) table of `n_params` parameters, then one line per
+    implementation that cannot run: `missing` [(label, reason)]."""
+    for c, st in rows:
+        of_limit, x_fo, x_fused = _torch_ratios(rows, c, st)
+        per_el = c.nbytes // n_params
+        print(f"{c.label:<30} {c.threads:>3}  {_fmt_value(c.median * 1e3):>10}  "
+              f"{st.describe():>10}  {per_el:>4}  {c.nbytes / c.median / 1e9:>6.1f}  "
+              f"{_fmt_ratio(of_limit):>8}  {_fmt_ratio(x_fo, 'x'):>9}  "
+              f"{_fmt_ratio(x_fused, 'x'):>7}  {min(c.spread, 9.99) * 100:>3.0f}%")
+    for label, reason in missing:
+        print(f"{label:<30} {'-':>3}  unavailable ({reason})")
+    sys.stdout.flush()
+
+
+def print_per_tensor(model, rows):
+    """Per-tensor overhead on `model` (the many-small-tensors one): (step time - the time of its
+    storage's same-traffic ref) / tensors, for fastopt, torch fused and DeepSpeed."""
+    print(f"\nper-tensor overhead, {model.name} ({model.title}): (step time - same-traffic ref "
+          f"time) / {model.n_tensors:,}")
+    for t in sorted({c.threads for c, _ in rows}, reverse=True):
+        parts = []
+        for kind in ("fastopt", "torch-fused", "deepspeed"):
+            for c, st in rows:
+                if c.kind == kind and c.threads == t:
+                    ref = next((x for x, s in rows
+                                if x.kind == "ref" and s == st and x.threads == t), None)
+                    if ref is not None:
+                        us = (c.median - ref.median) / model.n_tensors * 1e6
+                        parts.append(f"{c.label} {us:.3f} µs")
+        print(f"  {t} thread(s): " + ("; ".join(parts) if parts else "no rows") + " per tensor")
 
 
 # ------------------------------------------------------------------------------------------------
