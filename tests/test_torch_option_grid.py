@@ -1,10 +1,11 @@
-"""fastopt.torch's SGD, Adam, AdamW and RMSprop against torch.optim on torch's own option grid,
-with several param groups, over 40 steps, in float32 and float64, at torch's own tolerances.
+"""fastopt.torch's classes against torch.optim on torch's own option grids, with several param
+groups, over 40 steps, in float32 and float64, at torch's own tolerances.
 
 The grids are torch's ``optim_inputs_func_sgd``, ``_adam``, ``_adamw`` (the same as Adam's) and
 ``_rmsprop`` from ``torch/testing/_internal/common_optimizers.py`` (torch 2.13.0), embedded
 below as literal (desc, kwargs) data so the test does not depend on torch's private testing
-module (which needs expecttest).  Entries left out, as in tests/test_torch_grid.py:
+module (which needs expecttest); those of Adagrad, Adamax, NAdam, RAdam and Adadelta are
+tests/test_torch_grid.py's.  Entries left out, as in tests/test_torch_grid.py:
 
 * "tensor lr" / "Tensor lr" (``lr=torch.tensor(...)``, and Tensor betas): lr as a Tensor, which
   fastopt.torch does not take;
@@ -30,6 +31,8 @@ import numpy as np
 import pytest
 
 from conftest import require_torch
+from test_torch_grid import TORCH_CLASS
+from test_torch_grid import TORCH_GRID as MORE_GRIDS
 
 STEPS = 40
 SHAPES = ((4, 3), (5,), (2, 3, 2), (7,), (3, 3))
@@ -74,19 +77,26 @@ TORCH_GRID = {
     ],
 }
 TORCH_GRID["AdamW"] = TORCH_GRID["Adam"]        # optim_inputs_func_adamw returns Adam's
+TORCH_GRID.update({TORCH_CLASS[k]: v for k, v in MORE_GRIDS.items()})
 
-# torch.optim's defaults, for the group overrides
-TORCH_LR = {"SGD": 1e-3, "Adam": 1e-3, "AdamW": 1e-3, "RMSprop": 1e-2}
+# torch.optim's default lr, for the group overrides
+TORCH_LR = {"SGD": 1e-3, "Adam": 1e-3, "AdamW": 1e-3, "RMSprop": 1e-2, "Adagrad": 1e-2,
+            "Adamax": 2e-3, "NAdam": 2e-3, "RAdam": 1e-3, "Adadelta": 1.0}
 
 
 def _groups_kwargs(name, kw):
     """The three groups' own entries: the second group half the lr and another weight decay,
-    the third other betas (Adam, AdamW), momentum (SGD with momentum) or alpha (RMSprop)."""
+    the third other betas, momentum (SGD with momentum), alpha (RMSprop), rho (Adadelta) or
+    lr_decay (Adagrad)."""
     lr = kw.get("lr", TORCH_LR[name])
     second = {"lr": lr / 2, "weight_decay": kw.get("weight_decay", 0.0) + 0.05}
     third = {}
-    if name in ("Adam", "AdamW"):
+    if name in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam"):
         third = {"betas": (0.8, 0.99)}
+    elif name == "Adadelta":
+        third = {"rho": 0.8}
+    elif name == "Adagrad":
+        third = {"lr_decay": 0.1}
     elif name == "SGD" and kw.get("momentum"):
         third = {"momentum": 0.5}
     elif name == "RMSprop":
